@@ -1,0 +1,173 @@
+//! A native test seam: run a plugin's transform under plain `cargo test`.
+//!
+//! [`FakeHost`] answers the plugin's host calls from links and rows the test provides,
+//! and records log lines. [`run`] configures a plugin and runs a batch through it, the
+//! way the engine does, but natively.
+//!
+//! ```
+//! use dualwrite_guest::{testing::FakeHost, Side, Value};
+//!
+//! let host = FakeHost::new()
+//!     .link(Side::Erp, "CustGroups", vec!["10".into()], vec!["GRP-10".into()])
+//!     .row(Side::Crm, "accounts", vec!["C1".into()], &[("name", "Contoso".into())]);
+//! ```
+
+use std::cell::RefCell;
+
+use crate::{Change, ConfigError, Host, HostError, LogLevel, MapPlugin, Outcome, Side, Value};
+
+/// One recorded link: the key of a row on one side and the key of its linked row.
+#[derive(Debug, Clone)]
+struct Link {
+    side: Side,
+    entity: String,
+    key: Vec<Value>,
+    linked_key: Vec<Value>,
+}
+
+/// One recorded row for `read_row`.
+#[derive(Debug, Clone)]
+struct Row {
+    side: Side,
+    entity: String,
+    key: Vec<Value>,
+    fields: Vec<(String, Value)>,
+}
+
+/// A [`Host`] that answers from recorded links and rows and keeps the log lines.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    links: Vec<Link>,
+    rows: Vec<Row>,
+    unavailable: Option<String>,
+    logs: RefCell<Vec<(LogLevel, String)>>,
+}
+
+impl FakeHost {
+    /// A host with no links and no rows.
+    pub fn new() -> FakeHost {
+        FakeHost::default()
+    }
+
+    /// Records that the row of `entity` on `side` with key `key` is linked to the row
+    /// with key `linked_key` on the other side. Answers translation both ways.
+    pub fn link(
+        mut self,
+        side: Side,
+        entity: &str,
+        key: Vec<Value>,
+        linked_key: Vec<Value>,
+    ) -> FakeHost {
+        self.links.push(Link {
+            side,
+            entity: entity.to_owned(),
+            key,
+            linked_key,
+        });
+        self
+    }
+
+    /// Records a row of `entity` on `side` that `read_row` can find by `key`.
+    pub fn row(
+        mut self,
+        side: Side,
+        entity: &str,
+        key: Vec<Value>,
+        fields: &[(&str, Value)],
+    ) -> FakeHost {
+        self.rows.push(Row {
+            side,
+            entity: entity.to_owned(),
+            key,
+            fields: fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect(),
+        });
+        self
+    }
+
+    /// Makes every lookup fail with a retryable error, as when a side is offline.
+    pub fn unavailable(mut self, message: &str) -> FakeHost {
+        self.unavailable = Some(message.to_owned());
+        self
+    }
+
+    /// The log lines written so far.
+    pub fn logs(&self) -> Vec<(LogLevel, String)> {
+        self.logs.borrow().clone()
+    }
+
+    fn check_available(&self) -> Result<(), HostError> {
+        match &self.unavailable {
+            Some(message) => Err(HostError {
+                message: message.clone(),
+                retryable: true,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Host for FakeHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_owned()));
+    }
+
+    fn translate_key(
+        &self,
+        side: Side,
+        entity: &str,
+        key: &[Value],
+    ) -> Result<Option<Vec<Value>>, HostError> {
+        self.check_available()?;
+        Ok(self
+            .links
+            .iter()
+            .find(|link| link.side == side && link.entity == entity && link.key == key)
+            .map(|link| link.linked_key.clone()))
+    }
+
+    fn read_row(
+        &self,
+        side: Side,
+        entity: &str,
+        key: &[Value],
+        fields: &[&str],
+    ) -> Result<Option<Vec<Value>>, HostError> {
+        self.check_available()?;
+        let Some(row) = self
+            .rows
+            .iter()
+            .find(|row| row.side == side && row.entity == entity && row.key == key)
+        else {
+            return Ok(None);
+        };
+        fields
+            .iter()
+            .map(|wanted| {
+                row.fields
+                    .iter()
+                    .find(|(name, _)| name == wanted)
+                    .map(|(_, value)| value.clone())
+                    .ok_or_else(|| HostError {
+                        message: format!("{entity} has no field {wanted}"),
+                        retryable: false,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
+/// Creates a plugin, configures it with `config` and runs `batch` through it against
+/// `host`, as the engine would.
+pub fn run<P: MapPlugin>(
+    config: &str,
+    batch: &[Change],
+    host: &FakeHost,
+) -> Result<Vec<Outcome>, ConfigError> {
+    let mut plugin = P::default();
+    plugin.configure(config)?;
+    Ok(plugin.transform_batch(batch, host))
+}

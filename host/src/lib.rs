@@ -1,0 +1,18 @@
+//! dualwrite keeps two systems of record (an ERP and a CRM database, say) in step, in
+//! near real time, in both directions. Every table map's filter and transform logic runs
+//! as a sandboxed WebAssembly component behind the versioned WIT contract in
+//! `wit/table-map.wit`.
+//!
+//! # Layout
+//!
+//! - [`change`]: the domain types (values, changes, writes, outcomes, errors); pure data.
+//! - [`plugin`]: the Wasm runtime: loading and validating plugin files, the sandbox,
+//!   running transforms with trap narrowing and quarantine.
+//! - [`replay`]: the change-set format and the replay harness that runs a plugin over
+//!   recorded changes with no database (`dualwrite replay`, and the test cases).
+//! - [`cli`]: the `dualwrite` command line, one file per command.
+
+pub mod change;
+pub mod cli;
+pub mod plugin;
+pub mod replay;

@@ -1,0 +1,5 @@
+//! The `dualwrite` command; see [`dualwrite::cli`].
+
+fn main() -> std::process::ExitCode {
+    dualwrite::cli::main()
+}

@@ -1,0 +1,20 @@
+//! Shared support for dualwrite's end-to-end tests and benchmarks: where the plugins that
+//! `build.rs` compiled from source live.
+
+use std::path::{Path, PathBuf};
+
+/// The folder holding every plugin component built from `plugins/`, as `<name>.wasm`
+/// (and the core module as `<name>.core.wasm`).
+pub fn plugins_dir() -> &'static Path {
+    Path::new(env!("DUALWRITE_TEST_PLUGINS"))
+}
+
+/// The component file of the plugin crate `name` (dashes or underscores).
+pub fn plugin_path(name: &str) -> PathBuf {
+    plugins_dir().join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The folder of the data-driven plugin cases, `tests/cases/`.
+pub fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")
+}
