@@ -15,7 +15,12 @@ fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let components = out_dir.join("plugins");
     if let Err(error) = xtask::build_plugins(&target_dir.join("wasm-plugins"), &components) {
-        panic!("{error:#}\n(run `cargo xtask setup` if the wasm32-unknown-unknown target is missing)");
+        panic!(
+            "{error:#}\n(run `cargo xtask setup` if the wasm32-unknown-unknown target is missing)"
+        );
     }
-    println!("cargo::rustc-env=DUALWRITE_TEST_PLUGINS={}", components.display());
+    println!(
+        "cargo::rustc-env=DUALWRITE_TEST_PLUGINS={}",
+        components.display()
+    );
 }

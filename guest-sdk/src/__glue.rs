@@ -5,6 +5,9 @@
 //! the SDK types have the same shapes, so a batch changes type without reallocating.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::thread::LocalKey;
 
 use crate::{
@@ -36,8 +39,43 @@ pub type WitDescriptor = wit::Descriptor;
 pub type WitChange = wit::Change;
 pub type WitOutcome = wit::Outcome;
 
-/// The host as seen from inside the component: every call is a host import.
-struct ImportedHost;
+/// The host as seen from inside the component: every call is a host import, except
+/// repeated key translations within one `transform` call, which are answered from a
+/// memo. Links do not change while a batch is being transformed (the engine applies the
+/// writes afterwards), so the memo never answers differently than the host would, and
+/// a batch whose rows share a customer group or currency crosses the boundary once per
+/// distinct key instead of once per row.
+#[derive(Default)]
+struct ImportedHost {
+    translations: RefCell<HashMap<u64, Vec<Translation>>>,
+}
+
+struct Translation {
+    side: Side,
+    entity: String,
+    key: Vec<Value>,
+    answer: Result<Option<Vec<Value>>, HostError>,
+}
+
+fn translation_hash(side: Side, entity: &str, key: &[Value]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    side.hash(&mut hasher);
+    entity.hash(&mut hasher);
+    for value in key {
+        std::mem::discriminant(value).hash(&mut hasher);
+        match value {
+            Value::Null => {}
+            Value::Boolean(b) => b.hash(&mut hasher),
+            Value::Integer(n) => n.hash(&mut hasher),
+            Value::Float(f) => f.to_bits().hash(&mut hasher),
+            Value::Decimal(text) | Value::Text(text) | Value::Json(text) => text.hash(&mut hasher),
+            Value::Timestamp(t) => t.hash(&mut hasher),
+            Value::Date(d) => d.hash(&mut hasher),
+            Value::Bytes(b) => b.hash(&mut hasher),
+        }
+    }
+    hasher.finish()
+}
 
 impl Host for ImportedHost {
     fn log(&self, level: LogLevel, message: &str) {
@@ -50,10 +88,29 @@ impl Host for ImportedHost {
         entity: &str,
         key: &[Value],
     ) -> Result<Option<Vec<Value>>, HostError> {
-        let key: Vec<wit::Value> = key.iter().cloned().map(Into::into).collect();
-        wit_host::translate_key(side.into(), entity, &key)
+        let hash = translation_hash(side, entity, key);
+        if let Some(known) = self.translations.borrow().get(&hash).and_then(|entries| {
+            entries
+                .iter()
+                .find(|entry| entry.side == side && entry.entity == entity && entry.key == key)
+        }) {
+            return known.answer.clone();
+        }
+        let wit_key: Vec<wit::Value> = key.iter().cloned().map(Into::into).collect();
+        let answer = wit_host::translate_key(side.into(), entity, &wit_key)
             .map(|found| found.map(|values| values.into_iter().map(Into::into).collect()))
-            .map_err(Into::into)
+            .map_err(Into::into);
+        self.translations
+            .borrow_mut()
+            .entry(hash)
+            .or_default()
+            .push(Translation {
+                side,
+                entity: entity.to_owned(),
+                key: key.to_vec(),
+                answer: answer.clone(),
+            });
+        answer
     }
 
     fn read_row(
@@ -78,10 +135,12 @@ pub fn configure<P: MapPlugin>(
     plugin.with_borrow_mut(|plugin| {
         // Configure a fresh value so a refused config leaves the previous one in force.
         let mut candidate = P::default();
-        candidate.configure(&config).map_err(|error| wit::ConfigError {
-            path: error.path,
-            message: error.message,
-        })?;
+        candidate
+            .configure(&config)
+            .map_err(|error| wit::ConfigError {
+                path: error.path,
+                message: error.message,
+            })?;
         *plugin = candidate;
         Ok(())
     })
@@ -98,7 +157,7 @@ pub fn transform<P: MapPlugin>(
     let batch: Vec<Change> = batch.into_iter().map(Into::into).collect();
     plugin.with_borrow(|plugin| {
         plugin
-            .transform_batch(&batch, &ImportedHost)
+            .transform_batch(&batch, &ImportedHost::default())
             .into_iter()
             .map(Into::into)
             .collect()

@@ -94,17 +94,21 @@ macro_rules! export_plugin {
             }
             struct DualwriteExport;
             impl $crate::__glue::Guest for DualwriteExport {
-                fn configure(config: ::std::string::String) -> ::std::result::Result<(), $crate::__glue::WitConfigError> {
+                fn configure(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), $crate::__glue::WitConfigError> {
                     $crate::__glue::configure(&PLUGIN, config)
                 }
                 fn describe() -> $crate::__glue::WitDescriptor {
                     $crate::__glue::describe(&PLUGIN)
                 }
-                fn transform(batch: ::std::vec::Vec<$crate::__glue::WitChange>) -> ::std::vec::Vec<$crate::__glue::WitOutcome> {
+                fn transform(
+                    batch: ::std::vec::Vec<$crate::__glue::WitChange>,
+                ) -> ::std::vec::Vec<$crate::__glue::WitOutcome> {
                     $crate::__glue::transform(&PLUGIN, batch)
                 }
             }
-            $crate::__glue::export!(DualwriteExport with_types_in $crate::__glue::bindings);
+    $crate::__glue::export!(DualwriteExport with_types_in $crate::__glue::bindings);
         };
     };
 }

@@ -50,7 +50,8 @@ impl FakeHost {
     }
 
     /// Records that the row of `entity` on `side` with key `key` is linked to the row
-    /// with key `linked_key` on the other side. Answers translation both ways.
+    /// with key `linked_key` on the other side. Answers `translate_key(side, entity,
+    /// key)`; record the reverse link separately if the plugin translates back.
     pub fn link(
         mut self,
         side: Side,

@@ -100,6 +100,22 @@ impl Value {
         }
     }
 
+    /// The value's kind; `None` for null, which fits every kind.
+    pub fn kind(&self) -> Option<ValueKind> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Boolean(_) => ValueKind::Boolean,
+            Value::Integer(_) => ValueKind::Integer,
+            Value::Float(_) => ValueKind::Float,
+            Value::Decimal(_) => ValueKind::Decimal,
+            Value::Text(_) => ValueKind::Text,
+            Value::Timestamp(_) => ValueKind::Timestamp,
+            Value::Date(_) => ValueKind::Date,
+            Value::Bytes(_) => ValueKind::Bytes,
+            Value::Json(_) => ValueKind::Json,
+        })
+    }
+
     /// A short name of the value's kind, for error messages.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -447,6 +463,20 @@ pub struct FieldMapping {
 }
 
 impl FieldMapping {
+    /// A field of `side` set from a constant when writing to that side.
+    pub fn constant(side: Side, field: &str, value: &str) -> FieldMapping {
+        let (erp_field, crm_field, direction) = match side {
+            Side::Erp => (Some(field.to_owned()), None, Direction::ToErp),
+            Side::Crm => (None, Some(field.to_owned()), Direction::ToCrm),
+        };
+        FieldMapping {
+            erp_field,
+            crm_field,
+            direction,
+            transform: format!("constant {value}"),
+        }
+    }
+
     /// A mapping between two named fields.
     pub fn new(
         erp_field: &str,

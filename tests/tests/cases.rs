@@ -111,7 +111,9 @@ fn main() {
                 .and_then(|name| name.to_str())
                 .unwrap_or("?")
                 .to_owned();
-            Trial::test(name, move || run_case(&dir).map_err(|error| Failed::from(format!("{error:#}"))))
+            Trial::test(name, move || {
+                run_case(&dir).map_err(|error| Failed::from(format!("{error:#}")))
+            })
         })
         .collect();
     libtest_mimic::run(&arguments, trials).exit();
@@ -122,7 +124,11 @@ fn read(path: &Path) -> Result<String> {
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>> {
-    if path.exists() { read(path).map(Some) } else { Ok(None) }
+    if path.exists() {
+        read(path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn code_cache() -> PathBuf {
@@ -141,7 +147,13 @@ fn run_case(dir: &Path) -> Result<()> {
         PluginFile::Component => std::fs::read(&component),
         PluginFile::CoreModule => std::fs::read(component.with_extension("core.wasm")),
     }
-    .with_context(|| format!("reading the built plugin {} from {}", case.plugin, plugins_dir().display()))?;
+    .with_context(|| {
+        format!(
+            "reading the built plugin {} from {}",
+            case.plugin,
+            plugins_dir().display()
+        )
+    })?;
     if let Some(length) = case.truncate_to {
         bytes.truncate(length);
     }

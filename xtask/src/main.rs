@@ -64,16 +64,39 @@ fn run(mut command: Command) -> Result<()> {
     Ok(())
 }
 
+/// Until the sync engine lands, the demo replays a recorded change set through the
+/// customers plugin: it prints each change's result, then checks them against the
+/// recorded expectations.
 fn demo(args: &[String]) -> Result<()> {
     let plugins_dir = plugins()?;
-    let mut command = cargo();
-    command
-        .args(["run", "--release", "--locked", "--package", "dualwrite", "--"])
-        .arg("demo")
-        .arg("--plugins")
-        .arg(&plugins_dir)
-        .args(args);
-    run(command)
+    let case = repo_root().join("tests/cases/customers-both-ways");
+    let replay = |extra: &[&str]| -> Result<()> {
+        let mut command = cargo();
+        command
+            .args([
+                "run",
+                "--release",
+                "--locked",
+                "--quiet",
+                "--package",
+                "dualwrite",
+                "--",
+            ])
+            .arg("replay")
+            .arg("--plugin")
+            .arg(plugins_dir.join("customers.wasm"))
+            .arg("--changes")
+            .arg(case.join("changes.jsonl"))
+            .arg("--config")
+            .arg(case.join("config.json"))
+            .arg("--links")
+            .arg(case.join("links.jsonl"))
+            .args(extra)
+            .args(args);
+        run(command)
+    };
+    replay(&[])?;
+    replay(&["--expect", &case.join("expected.jsonl").to_string_lossy()])
 }
 
 fn test(args: &[String]) -> Result<()> {

@@ -41,14 +41,18 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let (dir, name) = open_plugin_file(&args.file)?;
     let plugin = runtime.load(&dir, &name)?;
     let config = match &args.config {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?,
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         None => "{}".to_owned(),
     };
     let runner = plugin.start(&config, Arc::new(NoLookups))?;
     let descriptor = runner.descriptor();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&descriptor_json(descriptor))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&descriptor_json(descriptor))?
+        );
     } else {
         println!(
             "{} {} ({}), dualwrite:table-map@{}, {}",

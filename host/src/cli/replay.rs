@@ -17,8 +17,8 @@ use serde_json::Value as Json;
 use super::{Cli, open_plugin_file};
 use crate::plugin::{Limits, MapPluginRunner};
 use crate::replay::{
-    ChangeSet, RecordedLookups, compare, parse_change_set, parse_links, parse_records,
-    parse_rows, records_to_jsonl, render_diffs, replay,
+    ChangeSet, RecordedLookups, compare, parse_change_set, parse_links, parse_records, parse_rows,
+    records_to_jsonl, render_diffs, replay,
 };
 
 #[derive(Debug, Args)]
@@ -98,15 +98,16 @@ pub(super) fn run(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         let plugin = runtime.load(&dir, &name)?;
         Ok(plugin.start(&config, lookups.clone())?)
     };
-    let run_one = |runner: &mut MapPluginRunner, changes: &ChangeSet| -> anyhow::Result<Vec<Json>> {
-        let records = replay(runner, changes, args.batch_size)?;
-        if args.verbose {
-            for line in runner.take_logs() {
-                eprintln!("[plugin {:?}] {}", line.level, line.message);
+    let run_one =
+        |runner: &mut MapPluginRunner, changes: &ChangeSet| -> anyhow::Result<Vec<Json>> {
+            let records = replay(runner, changes, args.batch_size)?;
+            if args.verbose {
+                for line in runner.take_logs() {
+                    eprintln!("[plugin {:?}] {}", line.level, line.message);
+                }
             }
-        }
-        Ok(records)
-    };
+            Ok(records)
+        };
 
     let mut runner = start(&args.plugin)?;
     let actual = run_one(&mut runner, &changes)?;
@@ -137,7 +138,11 @@ pub(super) fn run(cli: &Cli, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     if args.bless {
         std::fs::write(expect_path, records_to_jsonl(&actual))
             .with_context(|| format!("writing {}", expect_path.display()))?;
-        println!("blessed {} ({} records)", expect_path.display(), actual.len());
+        println!(
+            "blessed {} ({} records)",
+            expect_path.display(),
+            actual.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let expected = parse_records(&display_name(expect_path), &read(expect_path)?)?;

@@ -36,7 +36,7 @@ impl PluginEngine {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .consume_fuel(true)
+            .consume_fuel(limits.meter_fuel)
             .epoch_interruption(true)
             .max_wasm_stack(limits.stack_bytes)
             .cranelift_opt_level(wasmtime::OptLevel::Speed)

@@ -165,7 +165,10 @@ impl PluginRuntime {
         check_header(file, bytes)?;
         let engine = self.engine.engine();
         let hash = ContentHash::of(bytes);
-        let cached = self.cache.as_ref().and_then(|cache| cache.get(engine, &hash));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(engine, &hash));
         let component = match cached {
             Some(component) => component,
             None => {
@@ -181,25 +184,30 @@ impl PluginRuntime {
             }
         };
         let world_version = check_world(file, engine, &component)?;
-        let wrong_world = |error: wasmtime::Error| LoadError::WrongWorld {
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|error| LoadError::WrongWorld {
+                    file: file.to_owned(),
+                    message: format!("its imports cannot be linked: {}", chain(&error)),
+                })?;
+        let export_mismatch = |error: wasmtime::Error| LoadError::WrongWorld {
             file: file.to_owned(),
             message: format!(
-                "its dualwrite:table-map@{world_version} interfaces do not match the contract: {}",
+                "its exports do not match the dualwrite:table-map@{world_version} contract: {}",
                 chain(&error)
             ),
         };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(wrong_world)?;
-        let pre = MapPluginPre::new(instance_pre).map_err(wrong_world)?;
+        check_export_types(engine, &component, &instance_pre, &world_version)
+            .map_err(export_mismatch)?;
+        let pre = MapPluginPre::new(instance_pre).map_err(export_mismatch)?;
         Ok(LoadedPlugin {
             inner: Arc::new(LoadedInner {
                 file: file.to_owned(),
                 hash,
                 world_version,
                 pre,
-                limits: self.limits.clone(),
+                limits: self.limits,
                 engine: engine.clone(),
             }),
         })
@@ -246,7 +254,10 @@ fn check_world(
         message,
     };
     let ty = component.component_type();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let plugin_prefix = format!("{PACKAGE}/plugin@");
     let Some(version) = exports
         .iter()
@@ -275,7 +286,9 @@ fn check_world(
         format!("{PACKAGE}/types@{version}"),
     ];
     for (name, item) in ty.imports(engine) {
-        if allowed.iter().any(|allowed| allowed == name) {
+        // WASI is linked with a context that grants nothing (wasi.rs); whether the
+        // versions and types match what wasmtime-wasi provides is checked at link time.
+        if allowed.iter().any(|allowed| allowed == name) || name.starts_with("wasi:") {
             continue;
         }
         let what = match item.ty {
@@ -283,19 +296,53 @@ fn check_world(
             ComponentItem::ComponentInstance(_) => "interface",
             _ => "item",
         };
-        let hint = if name.starts_with("wasi:") {
-            "; WASI is not granted to plugins (build for wasm32-unknown-unknown, or a target \
-             that imports no WASI)"
-        } else {
-            ""
-        };
         return Err(wrong(format!(
             "it imports the {what} `{name}`, which dualwrite does not provide; plugins may import \
-             only {}{hint}",
+             only {} and wasi:* (granted nothing)",
             allowed.join(" and ")
         )));
     }
     Ok(version)
+}
+
+/// Type-checks the plugin interface's functions now, so a component whose signatures
+/// differ from the contract is refused at load instead of at its first instantiation
+/// (the generated bindings check interface exports only when they are instantiated).
+fn check_export_types(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    instance_pre: &wasmtime::component::InstancePre<PluginState>,
+    version: &str,
+) -> wasmtime::Result<()> {
+    use crate::change::{Change, ConfigError, Descriptor, Outcome};
+    let instance_type = instance_pre.instance_type();
+    let export = format!("{PACKAGE}/plugin@{version}");
+    let ty = component.component_type();
+    let Some((_, ComponentItem::ComponentInstance(instance))) = ty
+        .exports(engine)
+        .find(|(name, _)| *name == export)
+        .map(|(name, item)| (name, item.ty))
+    else {
+        wasmtime::bail!("`{export}` is not an exported interface");
+    };
+    let mut found = 0;
+    for (name, item) in instance.exports(engine) {
+        let ComponentItem::ComponentFunc(func) = item.ty else {
+            continue;
+        };
+        let checked = match name {
+            "configure" => func.typecheck::<(&str,), (Result<(), ConfigError>,)>(&instance_type),
+            "describe" => func.typecheck::<(), (Descriptor,)>(&instance_type),
+            "transform" => func.typecheck::<(&[Change],), (Vec<Outcome>,)>(&instance_type),
+            _ => continue,
+        };
+        checked.map_err(|error| error.context(format!("function `{name}`")))?;
+        found += 1;
+    }
+    if found != 3 {
+        wasmtime::bail!("`{export}` must export configure, describe and transform");
+    }
+    Ok(())
 }
 
 fn first_line(error: &wasmtime::Error) -> String {

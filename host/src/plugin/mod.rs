@@ -14,8 +14,10 @@
 //!   limits. A trap inside a batch is narrowed down to the poison change(s); a plugin
 //!   that keeps trapping is quarantined. Nothing a plugin does can panic the host.
 //!
-//! Plugins get no ambient authority: the only imports are `dualwrite:table-map/host`
-//! (log, key translation, row reads through [`Lookups`]); no WASI is linked.
+//! Plugins get no ambient authority: they import `dualwrite:table-map/host` (log, key
+//! translation, row reads through [`Lookups`]) and, if their toolchain insists, WASI
+//! with a context that grants nothing (`wasi.rs`): no files, network, environment,
+//! clock or entropy.
 
 mod bindings;
 mod cache;
@@ -23,6 +25,7 @@ mod engine;
 mod loader;
 mod runner;
 mod state;
+mod wasi;
 #[doc(hidden)]
 pub mod wit_types;
 
@@ -47,6 +50,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wasm call stack cap, in bytes.
     pub stack_bytes: usize,
+    /// Whether calls are metered with fuel. Off leaves only the wall-clock deadline
+    /// against runaway plugins, and makes calls faster (see docs/benchmarks.md).
+    pub meter_fuel: bool,
     /// Fuel (roughly, Wasm instructions) granted to one call, on top of the per-change
     /// budget.
     pub fuel_per_call: u64,
@@ -72,6 +78,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             stack_bytes: 512 << 10,
+            meter_fuel: true,
             fuel_per_call: 2_000_000_000,
             fuel_per_change: 50_000_000,
             deadline_per_call: Duration::from_secs(2),
@@ -102,6 +109,8 @@ impl PluginRuntime {
             &mut linker,
             |state| state,
         )?;
+        // Only components that import WASI use it; see wasi.rs for what it grants.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let cache = cache_dir
             .map(|dir| CodeCache::open(dir, engine.engine()))
             .transpose()?;

@@ -19,8 +19,8 @@ use super::engine::EPOCH_TICK;
 use super::loader::LoadedPlugin;
 use super::state::{Lookups, PluginLogLine, PluginState};
 use crate::change::{
-    Change, ConfigError, Descriptor, EntitySpec, ErrorClass, ErrorKind, Outcome,
-    PluginError, Side, SyncError, TrapReason, Write,
+    Change, ConfigError, Descriptor, EntitySpec, ErrorClass, ErrorKind, Outcome, PluginError, Side,
+    SyncError, TrapReason, Write,
 };
 
 /// Most fields a side may declare.
@@ -343,7 +343,12 @@ impl MapPluginRunner {
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| state.limiter());
         store.epoch_deadline_trap();
-        arm(&mut store, limits.fuel_per_call, limits.deadline_per_call)?;
+        arm(
+            &mut store,
+            limits,
+            limits.fuel_per_call,
+            limits.deadline_per_call,
+        )?;
         let bindings = inner
             .pre
             .instantiate(&mut store)
@@ -394,11 +399,12 @@ impl MapPluginRunner {
             .fuel_per_call
             .saturating_add(limits.fuel_per_change.saturating_mul(count));
         let deadline = limits.deadline_per_call + limits.deadline_per_change * changes as u32;
-        arm(&mut live.store, fuel, deadline)?;
+        arm(&mut live.store, &limits, fuel, deadline)?;
         live.store.data_mut().begin_call();
         let result = f(&live.bindings, &mut live.store);
-        let remaining = live.store.get_fuel().unwrap_or(0);
-        self.stats.fuel_consumed += fuel.saturating_sub(remaining);
+        if let Ok(remaining) = live.store.get_fuel() {
+            self.stats.fuel_consumed += fuel.saturating_sub(remaining);
+        }
         self.collect_logs(&mut live.store);
         match result {
             Ok(value) => {
@@ -422,17 +428,28 @@ impl MapPluginRunner {
 }
 
 /// Sets the fuel and the deadline of the next call.
-fn arm(store: &mut Store<PluginState>, fuel: u64, deadline: Duration) -> Result<(), SyncError> {
-    store
-        .set_fuel(fuel)
-        .map_err(|error| SyncError::trapped(TrapReason::Trap, format!("setting fuel: {error}")))?;
+fn arm(
+    store: &mut Store<PluginState>,
+    limits: &super::Limits,
+    fuel: u64,
+    deadline: Duration,
+) -> Result<(), SyncError> {
+    if limits.meter_fuel {
+        store.set_fuel(fuel).map_err(|error| {
+            SyncError::trapped(TrapReason::Trap, format!("setting fuel: {error}"))
+        })?;
+    }
     let ticks = deadline.as_nanos() / EPOCH_TICK.as_nanos() + 1;
     store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
     Ok(())
 }
 
 /// Turns a failed call into a `plugin-trapped` error with the limit it hit.
-fn classify(error: &wasmtime::Error, store: &Store<PluginState>, limits: &super::Limits) -> SyncError {
+fn classify(
+    error: &wasmtime::Error,
+    store: &Store<PluginState>,
+    limits: &super::Limits,
+) -> SyncError {
     let trap = error.downcast_ref::<Trap>().copied();
     let memory_refused = store.data().memory_refused();
     // The message stays the same from build to build (no backtrace offsets), so change
@@ -453,7 +470,10 @@ fn classify(error: &wasmtime::Error, store: &Store<PluginState>, limits: &super:
         ),
         Some(Trap::StackOverflow) => SyncError::trapped(
             TrapReason::Stack,
-            format!("exhausted its call stack (limit {} KiB)", limits.stack_bytes >> 10),
+            format!(
+                "exhausted its call stack (limit {} KiB)",
+                limits.stack_bytes >> 10
+            ),
         ),
         _ if memory_refused => SyncError::trapped(
             TrapReason::Memory,
@@ -470,7 +490,7 @@ fn classify(error: &wasmtime::Error, store: &Store<PluginState>, limits: &super:
 /// key field present, values of the declared kinds.
 fn check_write(target: &EntitySpec, write: &Write) -> Result<(), String> {
     let field_count = target.fields.len();
-    let mut seen = vec![false; field_count];
+    let mut seen = SeenFields::new(field_count);
     for field_value in &write.fields {
         let id = field_value.field as usize;
         let Some(spec) = target.fields.get(id) else {
@@ -479,7 +499,7 @@ fn check_write(target: &EntitySpec, write: &Write) -> Result<(), String> {
                 target.entity
             ));
         };
-        if std::mem::replace(&mut seen[id], true) {
+        if !seen.insert(id) {
             return Err(format!("field {} is set twice", spec.name));
         }
         if !field_value.value.fits(spec.kind) {
@@ -491,12 +511,49 @@ fn check_write(target: &EntitySpec, write: &Write) -> Result<(), String> {
             ));
         }
     }
-    for (spec, present) in target.fields.iter().zip(&seen) {
-        if spec.key && !present {
+    for (id, spec) in target.fields.iter().enumerate() {
+        if spec.key && !seen.contains(id) {
             return Err(format!("key field {} is missing", spec.name));
         }
     }
     Ok(())
+}
+
+/// The field ids a write has set: a bit set on the stack for the usual entity of up to
+/// 128 fields, a vector beyond that. Checked for every write, so it avoids allocating.
+enum SeenFields {
+    Small(u128),
+    Large(Vec<bool>),
+}
+
+impl SeenFields {
+    fn new(field_count: usize) -> SeenFields {
+        if field_count <= 128 {
+            SeenFields::Small(0)
+        } else {
+            SeenFields::Large(vec![false; field_count])
+        }
+    }
+
+    /// Marks `id` seen; false if it already was. `id` is below the field count.
+    fn insert(&mut self, id: usize) -> bool {
+        match self {
+            SeenFields::Small(bits) => {
+                let bit = 1u128 << id;
+                let fresh = *bits & bit == 0;
+                *bits |= bit;
+                fresh
+            }
+            SeenFields::Large(seen) => !std::mem::replace(&mut seen[id], true),
+        }
+    }
+
+    fn contains(&self, id: usize) -> bool {
+        match self {
+            SeenFields::Small(bits) => bits & (1u128 << id) != 0,
+            SeenFields::Large(seen) => seen[id],
+        }
+    }
 }
 
 /// Checks that a descriptor can be used: field counts, unique non-empty names, keys.
@@ -519,7 +576,10 @@ fn check_descriptor(descriptor: &Descriptor) -> Result<(), String> {
                 return Err(format!("{} declares a field with no name", entity.entity));
             }
             if !names.insert(field.name.as_str()) {
-                return Err(format!("{} declares field {} twice", entity.entity, field.name));
+                return Err(format!(
+                    "{} declares field {} twice",
+                    entity.entity, field.name
+                ));
             }
         }
         if !entity.fields.iter().any(|field| field.key) {

@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::bindings::HostImports;
+use super::wasi::GrantedNothing;
 use crate::change::{HostError, LogLevel, Side, Value};
 
 /// Longest log message kept, in bytes; longer ones are cut at a character boundary.
@@ -45,7 +47,12 @@ pub trait Lookups: Send + Sync {
 pub struct NoLookups;
 
 impl Lookups for NoLookups {
-    fn translate_key(&self, _: Side, _: &str, _: &[Value]) -> Result<Option<Vec<Value>>, HostError> {
+    fn translate_key(
+        &self,
+        _: Side,
+        _: &str,
+        _: &[Value],
+    ) -> Result<Option<Vec<Value>>, HostError> {
         Ok(None)
     }
 
@@ -76,10 +83,26 @@ pub(crate) struct PluginState {
     logs: Vec<PluginLogLine>,
     dropped_logs: usize,
     max_log_lines: usize,
+    /// Created on the first WASI call, for components that import WASI.
+    wasi: Option<GrantedNothing>,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let wasi = self.wasi.get_or_insert_with(GrantedNothing::new);
+        WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+        }
+    }
 }
 
 impl PluginState {
-    pub(crate) fn new(lookups: Arc<dyn Lookups>, memory_bytes: usize, max_log_lines: usize) -> Self {
+    pub(crate) fn new(
+        lookups: Arc<dyn Lookups>,
+        memory_bytes: usize,
+        max_log_lines: usize,
+    ) -> Self {
         PluginState {
             lookups,
             memory: MemoryGuard {
@@ -89,6 +112,7 @@ impl PluginState {
             logs: Vec::new(),
             dropped_logs: 0,
             max_log_lines,
+            wasi: None,
         }
     }
 

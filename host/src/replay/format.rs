@@ -160,10 +160,9 @@ fn reject_unknown(
     known: &str,
 ) -> Result<(), FormatError> {
     match object.keys().next() {
-        Some(key) => Err(context.error(
-            Some(key),
-            format!("unknown field (known fields: {known})"),
-        )),
+        Some(key) => {
+            Err(context.error(Some(key), format!("unknown field (known fields: {known})")))
+        }
         None => Ok(()),
     }
 }
@@ -276,7 +275,10 @@ fn parse_change(
         Some(other) => {
             return Err(context.error(
                 Some("row"),
-                format!("must be an object of field: value, found {}", json_kind(&other)),
+                format!(
+                    "must be an object of field: value, found {}",
+                    json_kind(&other)
+                ),
             ));
         }
         None => return Err(context.error(Some("row"), "is missing")),
@@ -296,7 +298,10 @@ fn parse_change(
         Some(other) => {
             return Err(context.error(
                 Some("changed"),
-                format!("must be an array of field names, found {}", json_kind(&other)),
+                format!(
+                    "must be an array of field names, found {}",
+                    json_kind(&other)
+                ),
             ));
         }
     };
@@ -354,8 +359,8 @@ pub fn bind(
                 ),
             ));
         };
-        row[id as usize] =
-            value_from_json(json).map_err(|message| context.error(Some(&format!("row.{name}")), message))?;
+        row[id as usize] = value_from_json(json)
+            .map_err(|message| context.error(Some(&format!("row.{name}")), message))?;
     }
     let mut changed = recorded
         .changed
@@ -364,7 +369,10 @@ pub fn bind(
             spec.id_of(name).ok_or_else(|| {
                 context.error(
                     Some("changed"),
-                    format!("{} has no field {name} in the plugin's description", spec.entity),
+                    format!(
+                        "{} has no field {name} in the plugin's description",
+                        spec.entity
+                    ),
                 )
             })
         })
@@ -449,7 +457,10 @@ fn take_values(
             .collect(),
         Some(other) => Err(context.error(
             Some(field),
-            format!("must be an array of key values, found {}", json_kind(&other)),
+            format!(
+                "must be an array of key values, found {}",
+                json_kind(&other)
+            ),
         )),
         None => Err(context.error(Some(field), "is missing")),
     }
@@ -470,7 +481,11 @@ pub fn parse_links(file: &str, text: &str) -> Result<Vec<LinkRecord>, FormatErro
         let key = take_values(&context, &mut object, "key")?;
         let linked_entity = take_str(&context, &mut object, "linked_entity", false)?;
         let linked_key = take_values(&context, &mut object, "linked_key")?;
-        reject_unknown(&context, &object, "side, entity, key, linked_entity, linked_key")?;
+        reject_unknown(
+            &context,
+            &object,
+            "side, entity, key, linked_entity, linked_key",
+        )?;
         links.push(LinkRecord {
             side,
             entity,
@@ -535,7 +550,10 @@ mod tests {
         assert!(error.message.contains("header"), "{error}");
         let error = parse_change_set("c.jsonl", r#"{"dualwrite":"change-set","version":7}"#)
             .expect_err("future version");
-        assert!(error.to_string().contains("version 7 is not supported"), "{error}");
+        assert!(
+            error.to_string().contains("version 7 is not supported"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -555,9 +573,15 @@ mod tests {
         let error = parse_change_set("c.jsonl", text).expect_err("unknown field");
         assert_eq!(error.line, Some(2));
         assert_eq!(error.field.as_deref(), Some("colour"));
-        let error = parse_change_set("c.jsonl", "{\"dualwrite\":\"change-set\",\"version\":1}\n{oops")
-            .expect_err("bad json");
-        assert!(error.to_string().starts_with("c.jsonl:2: not valid JSON"), "{error}");
+        let error = parse_change_set(
+            "c.jsonl",
+            "{\"dualwrite\":\"change-set\",\"version\":1}\n{oops",
+        )
+        .expect_err("bad json");
+        assert!(
+            error.to_string().starts_with("c.jsonl:2: not valid JSON"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -568,13 +592,19 @@ mod tests {
         )
         .expect("links");
         assert_eq!(links.len(), 1);
-        assert_eq!(links[0].key, vec![Value::Text("USMF".into()), Value::Text("10".into())]);
+        assert_eq!(
+            links[0].key,
+            vec![Value::Text("USMF".into()), Value::Text("10".into())]
+        );
         let rows = parse_rows(
             "r.jsonl",
             "{\"side\":\"crm\",\"entity\":\"accounts\",\"key\":[1],\"row\":{\"name\":\"A\"}}",
         )
         .expect("rows");
-        assert_eq!(rows[0].fields, vec![("name".to_owned(), Value::Text("A".into()))]);
+        assert_eq!(
+            rows[0].fields,
+            vec![("name".to_owned(), Value::Text("A".into()))]
+        );
         let error = parse_rows("r.jsonl", "{\"side\":\"erp\",\"entity\":\"x\",\"key\":{}}")
             .expect_err("bad key");
         assert_eq!(error.field.as_deref(), Some("key"));

@@ -34,9 +34,9 @@ pub fn value_from_json(json: &Json) -> Result<Value, String> {
             }
         }
         Json::String(text) => Ok(Value::Text(text.clone())),
-        Json::Array(_) => Err(
-            "arrays are not values; write JSON documents as {\"json\": [...]}".to_owned(),
-        ),
+        Json::Array(_) => {
+            Err("arrays are not values; write JSON documents as {\"json\": [...]}".to_owned())
+        }
         Json::Object(object) => {
             let mut entries = object.iter();
             let (Some((tag, inner)), None) = (entries.next(), entries.next()) else {
@@ -182,10 +182,7 @@ fn format_timestamp(timestamp: &Timestamp) -> String {
         Some(offset) => utc
             .with_timezone(&offset)
             .to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        None => utc
-            .naive_utc()
-            .format("%Y-%m-%dT%H:%M:%S%.f")
-            .to_string(),
+        None => utc.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
     }
 }
 
@@ -207,7 +204,7 @@ mod tests {
             json!(1.0),
             json!("text"),
             json!({"decimal": "-10.50"}),
-            json!({"timestamp": "2024-05-01T10:00:00.5+02:00"}),
+            json!({"timestamp": "2024-05-01T10:00:00.250+02:00"}),
             json!({"timestamp": "2024-05-01T10:00:00Z"}),
             json!({"timestamp": "2024-05-01T10:00:00"}),
             json!({"date": "1969-12-31"}),
@@ -242,10 +239,16 @@ mod tests {
             (json!({"timestamp": "yesterday"}), "invalid timestamp"),
             (json!([1]), "arrays are not values"),
             (json!({"a": 1, "b": 2}), "exactly one key"),
-            (json!(18446744073709551615u64), "does not fit a 64-bit integer"),
+            (
+                json!(18446744073709551615u64),
+                "does not fit a 64-bit integer",
+            ),
         ] {
             let error = value_from_json(&json).expect_err("invalid value");
-            assert!(error.contains(needle), "{error:?} should mention {needle:?}");
+            assert!(
+                error.contains(needle),
+                "{error:?} should mention {needle:?}"
+            );
         }
     }
 }

@@ -302,10 +302,7 @@ pub fn parse_records(file: &str, text: &str) -> Result<Vec<Json>, FormatError> {
 
 /// Writes records as JSON Lines.
 pub fn records_to_jsonl(records: &[Json]) -> String {
-    records
-        .iter()
-        .map(|record| format!("{record}\n"))
-        .collect()
+    records.iter().map(|record| format!("{record}\n")).collect()
 }
 
 #[cfg(test)]
@@ -314,8 +311,15 @@ mod tests {
 
     #[test]
     fn compare_reports_each_differing_path() {
-        let left = vec![json!({"change": 1, "outcome": "filtered"}), json!({"change": 2, "outcome": "writes", "writes": [{"fields": {"a": 1}}]})];
-        let right = vec![json!({"change": 1, "outcome": "filtered"}), json!({"change": 2, "outcome": "writes", "writes": [{"fields": {"a": 2}}]}), json!({"change": 3})];
+        let left = vec![
+            json!({"change": 1, "outcome": "filtered"}),
+            json!({"change": 2, "outcome": "writes", "writes": [{"fields": {"a": 1}}]}),
+        ];
+        let right = vec![
+            json!({"change": 1, "outcome": "filtered"}),
+            json!({"change": 2, "outcome": "writes", "writes": [{"fields": {"a": 2}}]}),
+            json!({"change": 3}),
+        ];
         let diffs = compare(&left, &right);
         assert_eq!(diffs.len(), 2);
         assert_eq!(diffs[0].change, 2);
@@ -343,6 +347,9 @@ mod tests {
             lookups.translate_key(Side::Crm, "g", &[Value::Text("X".into())]),
             Ok(Some(vec![Value::Text("10".into())]))
         );
-        assert_eq!(lookups.translate_key(Side::Erp, "G", &[Value::Text("11".into())]), Ok(None));
+        assert_eq!(
+            lookups.translate_key(Side::Erp, "G", &[Value::Text("11".into())]),
+            Ok(None)
+        );
     }
 }

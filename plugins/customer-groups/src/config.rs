@@ -2,6 +2,8 @@
 //!
 //! The admin writes it as JSON (see [`SCHEMA`]); [`Config::parse`] checks it once per
 //! `configure`, so `transform` only reads the parsed form.
+//!
+//! A copy of `customers/src/config.rs` (the plugins share no crate): change both.
 
 use dualwrite_guest::ConfigError;
 use serde_json::Value as Json;

@@ -6,6 +6,9 @@
 //! other side; `describe` renders the same table, so what the admin sees is what runs.
 //!
 //! Every failure on bad data is an [`Outcome`] returned through `Err`, never a panic.
+//!
+//! A trimmed copy of `customers/src/mapping.rs` (the plugins share no crate): fix a bug in
+//! both.
 
 use std::fmt;
 

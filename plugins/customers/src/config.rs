@@ -2,6 +2,9 @@
 //!
 //! The admin writes it as JSON (see [`SCHEMA`]); [`Config::parse`] checks it once per
 //! `configure`, so `transform` only reads the parsed form.
+//!
+//! `customer-groups/src/config.rs` is a copy of this module (the plugins share no crate):
+//! change both.
 
 use dualwrite_guest::ConfigError;
 use serde_json::Value as Json;

@@ -29,6 +29,7 @@ use dualwrite_guest::{
     ValueKind,
 };
 
+use ValueKind::{Boolean, Decimal, Integer, Text};
 use config::Config;
 use mapping::{Carry, Constant, FieldDef, Line, Table, Target};
 
@@ -180,8 +181,6 @@ const fn key(name: &'static str) -> FieldDef {
     }
 }
 
-use ValueKind::{Boolean, Decimal, Integer, Text};
-
 static ERP_FIELDS: [FieldDef; 25] = [
     key("DATAAREAID"),
     key("CUSTOMERACCOUNT"),
@@ -282,6 +281,26 @@ const fn both(erp: FieldId, crm: FieldId, carry: Carry) -> Line {
     }
 }
 
+/// `SALESMEMO` <-> `description`. The `previous-version` feature builds the plugin as
+/// it was in 0.9.0, when the sales memo only flowed from ERP to CRM: a second, older
+/// build that tests and demos compare against (`dualwrite replay --against`).
+#[cfg(not(feature = "previous-version"))]
+const SALES_MEMO: Line = both(erp::SALESMEMO, crm::DESCRIPTION, Carry::Copy);
+#[cfg(feature = "previous-version")]
+const SALES_MEMO: Line = Line {
+    erp: erp::SALESMEMO,
+    crm: crm::DESCRIPTION,
+    direction: Direction::ToCrm,
+    carry: Carry::Copy,
+};
+
+/// The plugin's version; see [`SALES_MEMO`].
+const VERSION: &str = if cfg!(feature = "previous-version") {
+    "0.9.0"
+} else {
+    "1.0.0"
+};
+
 /// The 25 lines of the reference map, in its order.
 static LINES: [Line; 25] = [
     both(erp::CUSTOMERACCOUNT, crm::ACCOUNTNUMBER, Carry::Key),
@@ -291,7 +310,7 @@ static LINES: [Line; 25] = [
         crm::TRANSACTIONCURRENCYID,
         Carry::Lookup(&CURRENCIES),
     ),
-    both(erp::SALESMEMO, crm::DESCRIPTION, Carry::Copy),
+    SALES_MEMO,
     both(
         erp::CREDITLIMITISMANDATORY,
         crm::MSDYN_CREDITLIMITISMANDATORY,
@@ -438,7 +457,7 @@ impl MapPlugin for Customers {
     fn describe(&self) -> Descriptor {
         let mut descriptor = Descriptor::new(
             "customers",
-            "1.0.0",
+            VERSION,
             "Syncs organization customers between the ERP Customers V3 entity and CRM accounts, both ways, per company.",
         )
         .erp(TABLE.entity_spec(Side::Erp, ERP_ENTITY))
@@ -473,7 +492,17 @@ impl MapPlugin for Customers {
         if change.is_delete() {
             TABLE.delete(change, &key)
         } else {
-            TABLE.upsert(change, &key, &self.config, host)
+            let filter_field = match change.source {
+                Side::Erp => erp::PARTYTYPE,
+                Side::Crm => crm::CUSTOMERTYPECODE,
+            };
+            TABLE.upsert(
+                change,
+                &key,
+                &self.config,
+                host,
+                change.touches(filter_field),
+            )
         }
     }
 }

@@ -6,6 +6,9 @@
 //! other side; `describe` renders the same table, so what the admin sees is what runs.
 //!
 //! Every failure on bad data is an [`Outcome`] returned through `Err`, never a panic.
+//!
+//! `customer-groups/src/mapping.rs` is a trimmed copy of this module (the plugins share no
+//! crate): fix a bug in both.
 
 use std::fmt;
 
@@ -274,12 +277,17 @@ impl Table {
         key: &RowKey<'_>,
         config: &Config,
         host: &dyn Host,
+        entered_filter: bool,
     ) -> Outcome {
         let source = change.source;
         let [company_id, code_id] = self.key(source);
         let [to_company, to_code] = self.key(source.other());
-        let full =
-            change.op != ChangeOp::Update || change.touches(company_id) || change.touches(code_id);
+        // The whole row goes when it is new to the other side: an insert, a key change,
+        // or an update that may have just brought it into the map's filter.
+        let full = change.op != ChangeOp::Update
+            || entered_filter
+            || change.touches(company_id)
+            || change.touches(code_id);
         let capacity = if full {
             self.lines.len() + 1
         } else {
