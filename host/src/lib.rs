@@ -10,9 +10,17 @@
 //!   running transforms with trap narrowing and quarantine.
 //! - [`replay`]: the change-set format and the replay harness that runs a plugin over
 //!   recorded changes with no database (`dualwrite replay`, and the test cases).
+//! - [`config`]: the deployment's TOML file, validated into a plan before anything runs.
+//! - [`capture`] and [`apply`]: reading changes from, and writing rows to, a side; one
+//!   file per connector, a trait at the boundary.
+//! - [`state`]: the engine's durable state (checkpoints, links, queues) behind a trait.
 //! - [`cli`]: the `dualwrite` command line, one file per command.
 
+pub mod apply;
+pub mod capture;
 pub mod change;
 pub mod cli;
+pub mod config;
 pub mod plugin;
 pub mod replay;
+pub mod state;

@@ -1,0 +1,117 @@
+//! Writing rows to a side, and reading them back by key: the boundary every connector's
+//! apply implements.
+//!
+//! The sync loop turns a plugin's writes into [`RowWrite`]s (the target table, the key,
+//! the fields to set, by column name) and hands a batch to [`ApplyBatch::apply`], which
+//! runs it in one transaction tagged as the engine's own, so the side's capture does not
+//! read it back as a new change (no echo). Writes are idempotent: an upsert sets only the
+//! listed fields of the row with that key (inserting it if missing) and a delete of a
+//! missing row does nothing, so redelivering a batch after a crash changes nothing. If
+//! the target refuses one write, nothing of the batch is kept and the error names the
+//! write ([`crate::capture::SideError::Rejected`]), so the loop can park it and retry
+//! the rest.
+//!
+//! Reads ([`ApplyBatch::read_row`], [`ApplyBatch::scan`]) serve plugin lookups, conflict
+//! checks against the current row, and the initial sync's chunked merge.
+//! [`ApplyBatch::table_schema`] introspects a table so a map can be checked against it
+//! ([`TableSchema::check_map`]) before anything runs.
+//!
+//! Connectors: [`sqlite`].
+
+pub mod sqlite;
+
+use crate::capture::{RowImage, SideError, TableSchema};
+use crate::change::WriteOp;
+
+/// One row write on a side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowWrite {
+    /// The table.
+    pub table: String,
+    /// Upsert or delete.
+    pub op: WriteOp,
+    /// The key columns and their values: a unique key of the table, no NULLs.
+    pub key: RowImage,
+    /// For an upsert, the columns to set (key columns may repeat with the same value);
+    /// columns not listed keep their value on an existing row and take their default on
+    /// a new one. Ignored for a delete.
+    pub fields: RowImage,
+}
+
+impl RowWrite {
+    /// Insert the row with `key`, or set `fields` on it if it exists.
+    pub fn upsert(table: impl Into<String>, key: RowImage, fields: RowImage) -> RowWrite {
+        RowWrite {
+            table: table.into(),
+            op: WriteOp::Upsert,
+            key,
+            fields,
+        }
+    }
+
+    /// Delete the row with `key`, if there is one.
+    pub fn delete(table: impl Into<String>, key: RowImage) -> RowWrite {
+        RowWrite {
+            table: table.into(),
+            op: WriteOp::Delete,
+            key,
+            fields: RowImage::new(),
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteEffect {
+    /// A row was inserted, updated or deleted.
+    Changed,
+    /// The row already was as asked (same values, or already deleted): a redelivery or
+    /// an echo of what the side already has.
+    Unchanged,
+}
+
+/// The result of a batch that committed: one effect per write, in batch order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// One effect per write.
+    pub effects: Vec<WriteEffect>,
+}
+
+impl ApplyReport {
+    /// How many writes changed a row.
+    pub fn changed(&self) -> usize {
+        self.effects
+            .iter()
+            .filter(|effect| **effect == WriteEffect::Changed)
+            .count()
+    }
+}
+
+/// Writes to and reads from one side. The sync loop owns one per side.
+///
+/// A [`SideError::Unavailable`] from any method means the connection is no longer
+/// usable: drop it, put the side offline and open a new one later.
+pub trait ApplyBatch: Send {
+    /// Describes `table`: columns, declared types, primary and unique keys.
+    fn table_schema(&mut self, table: &str) -> Result<TableSchema, SideError>;
+
+    /// Applies `writes` in one transaction, tagged so the side's capture skips them.
+    /// All or nothing: on [`SideError::Rejected`] nothing was kept.
+    fn apply(&mut self, writes: &[RowWrite]) -> Result<ApplyReport, SideError>;
+
+    /// The whole row of `table` whose `key` columns have these values, if any. The
+    /// columns must exist; more than one matching row is a
+    /// [`SchemaError::KeyNotUnique`](crate::capture::SchemaError::KeyNotUnique).
+    fn read_row(&mut self, table: &str, key: &RowImage) -> Result<Option<RowImage>, SideError>;
+
+    /// Up to `limit` whole rows of `table` ordered by `key_columns` (a unique key),
+    /// starting after the row whose key is `after` (from the start when `None`). Rows
+    /// with a NULL in a key column are skipped: they cannot be identified.
+    fn scan(
+        &mut self,
+        table: &str,
+        key_columns: &[String],
+        after: Option<&RowImage>,
+        limit: usize,
+    ) -> Result<Vec<RowImage>, SideError>;
+}

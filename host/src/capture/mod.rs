@@ -1,0 +1,578 @@
+//! Reading a side's committed changes: the boundary every connector's capture implements.
+//!
+//! A connector turns the commits of its store (triggers, a write-ahead log, a binlog)
+//! into one ordered stream of [`CapturedChange`]s per side. The sync loop installs
+//! capture for the entities its maps cover ([`CaptureStream::install`]), reads bounded
+//! batches after its checkpoint ([`CaptureStream::read`]), sleeps in
+//! [`CaptureStream::wait`] until a commit by anyone arrives, and, once the writes a batch
+//! caused and the checkpoint are durable, [`CaptureStream::acknowledge`]s it so the store
+//! may drop what it kept for us. Nothing leaves the stream before it is acknowledged, so
+//! redelivery after a crash is the normal case and the writes on the other side are
+//! idempotent (see [`crate::apply`]).
+//!
+//! Row images are column name -> [`Value`] ([`RowImage`]): every column of the table, not
+//! only the mapped ones, so several maps can share an entity and field-level deltas can
+//! be computed. The types shared with [`crate::apply`] live here too: table
+//! introspection ([`TableSchema`], checked against a map with [`TableSchema::check_map`])
+//! and the error type ([`SideError`]), which keeps apart a side that is unreachable, a
+//! write the target refused and a map that does not fit the table.
+//!
+//! Connectors: [`sqlite`] (triggers into a change-log table; also the shared SQLite
+//! plumbing used by [`crate::apply::sqlite`]).
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::change::{ChangeOp, ErrorClass, Value, ValueKind};
+
+/// A row, or part of one (a key, the fields of a write): column name -> value.
+pub type RowImage = BTreeMap<String, Value>;
+
+/// Where a change sits in its side's stream; totally ordered.
+///
+/// `sequence` follows commit order; `index` orders the changes of one transaction when
+/// the store exposes transactions (PostgreSQL, MariaDB). Checkpoints store both, never a
+/// bare sequence. The SQLite connector gives every captured row its own sequence number,
+/// so its `index` is always 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position {
+    /// Commit-ordered sequence number in the side's change stream.
+    pub sequence: u64,
+    /// Index of the change within its transaction.
+    pub index: u32,
+}
+
+impl Position {
+    /// Before the first change of a stream.
+    pub const START: Position = Position {
+        sequence: 0,
+        index: 0,
+    };
+
+    /// The position `(sequence, index)`.
+    pub fn new(sequence: u64, index: u32) -> Position {
+        Position { sequence, index }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.sequence, self.index)
+    }
+}
+
+/// An entity to capture and the columns that identify its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureTable {
+    /// Table name, exactly as declared in the store.
+    pub table: String,
+    /// Key columns (the map's key fields on this side); they must form a unique key.
+    pub key_columns: Vec<String>,
+}
+
+impl CaptureTable {
+    /// Capture `table`, identifying rows by `key_columns`.
+    pub fn new(table: impl Into<String>, key_columns: &[&str]) -> CaptureTable {
+        CaptureTable {
+            table: table.into(),
+            key_columns: key_columns
+                .iter()
+                .map(|column| (*column).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// One committed row event on a side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedChange {
+    /// Where it sits in the side's stream.
+    pub position: Position,
+    /// The table it happened to.
+    pub entity: String,
+    /// Insert, update or delete.
+    pub op: ChangeOp,
+    /// The key columns and their values: after the change for an insert or update,
+    /// before it for a delete. An update that changed the key has the old key in
+    /// [`before`](Self::before) (see [`previous_key`](Self::previous_key)).
+    pub key: RowImage,
+    /// The whole row after the change (insert, update); `None` for a delete.
+    pub after: Option<RowImage>,
+    /// The whole row before the change (update, delete) when the connector knows it.
+    pub before: Option<RowImage>,
+    /// When the change was made, if the store records it (for lag figures; never used
+    /// for ordering or conflict resolution).
+    pub committed_at: Option<SystemTime>,
+}
+
+impl CapturedChange {
+    /// The row a plugin sees: the image after an insert or update, before a delete.
+    pub fn row(&self) -> Option<&RowImage> {
+        match self.op {
+            ChangeOp::Delete => self.before.as_ref(),
+            ChangeOp::Insert | ChangeOp::Update => self.after.as_ref(),
+        }
+    }
+
+    /// For an update with a known before image, the columns whose value changed, in name
+    /// order; empty otherwise.
+    pub fn changed_columns(&self) -> Vec<&str> {
+        let (Some(before), Some(after)) = (&self.before, &self.after) else {
+            return Vec::new();
+        };
+        after
+            .iter()
+            .filter(|(column, value)| before.get(*column) != Some(*value))
+            .map(|(column, _)| column.as_str())
+            .collect()
+    }
+
+    /// For an update that changed a key column, the key the row had before.
+    pub fn previous_key(&self) -> Option<RowImage> {
+        let before = self
+            .before
+            .as_ref()
+            .filter(|_| self.op == ChangeOp::Update)?;
+        let old: RowImage = self
+            .key
+            .keys()
+            .map(|column| {
+                let value = before.get(column).cloned().unwrap_or(Value::Null);
+                (column.clone(), value)
+            })
+            .collect();
+        (old != self.key).then_some(old)
+    }
+}
+
+/// What [`CaptureStream::install`] found or set up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureInfo {
+    /// Identifies this change stream. It changes when the stream is recreated (after an
+    /// uninstall, or a restore of an older file); a checkpoint taken on another stream
+    /// id is meaningless here and the engine must start over (initial sync).
+    pub stream_id: String,
+    /// The last position the stream has handed out (or [`Position::START`]).
+    pub head: Position,
+    /// The captured tables as introspected, in the order given.
+    pub tables: Vec<TableSchema>,
+}
+
+/// A side's change stream. One reader per side; the sync loop owns it.
+///
+/// A [`SideError::Unavailable`] from any method means the connection is no longer
+/// usable: drop the stream, put the side offline and open a new one later.
+pub trait CaptureStream: Send {
+    /// Makes the side capture exactly `tables` (idempotent; tables captured before and
+    /// not listed any more stop being captured). Checks that every table exists and that
+    /// its key columns form a unique key. Call it after every (re)connect and compare
+    /// the returned stream id with the checkpoint's.
+    fn install(&mut self, tables: &[CaptureTable]) -> Result<CaptureInfo, SideError>;
+
+    /// Up to `limit` changes strictly after `after`, in commit order.
+    fn read(&mut self, after: Position, limit: usize) -> Result<Vec<CapturedChange>, SideError>;
+
+    /// Blocks until a change after `after` is committed (by any process) or `timeout`
+    /// passes; `true` when there is something to read. Returns within milliseconds of
+    /// the commit.
+    fn wait(&mut self, after: Position, timeout: Duration) -> Result<bool, SideError>;
+
+    /// The last position handed out so far (acknowledged or not).
+    fn head(&mut self) -> Result<Position, SideError>;
+
+    /// Lets the store forget every change up to and including `through`; returns how many
+    /// were dropped. Call only once the writes they caused and the checkpoint are durable.
+    fn acknowledge(&mut self, through: Position) -> Result<u64, SideError>;
+
+    /// Removes everything [`install`](Self::install) set up, including unacknowledged
+    /// changes.
+    fn uninstall(&mut self) -> Result<(), SideError>;
+}
+
+/// Why a side could not do what was asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SideError {
+    /// The store cannot be reached: the file is missing or was replaced, the server is
+    /// down, or it stayed locked beyond the busy timeout. Retry later with backoff; the
+    /// side is offline meanwhile.
+    #[error("side unavailable: {message}")]
+    Unavailable {
+        /// What happened, with the store's own message.
+        message: String,
+    },
+    /// The target refused a write of a batch (a constraint, a type, a value it cannot
+    /// hold). The whole batch was rolled back; retrying it without write `index` can
+    /// succeed.
+    #[error("{} rejected by the target: {message}", rejected_write(*index, table))]
+    Rejected {
+        /// Index of the offending write in the batch; `None` when the store refused only
+        /// at commit (a deferred constraint), so the batch must be narrowed down.
+        index: Option<usize>,
+        /// The offending write's table (empty when `index` is `None`).
+        table: String,
+        /// The store's reason.
+        message: String,
+        /// The write refers to a row that does not exist (a foreign key): it can succeed
+        /// once that row is synced.
+        dependency: bool,
+    },
+    /// The map does not fit the store's schema: a configuration problem.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A change in the stream cannot be decoded (a damaged change log). Changes before it
+    /// were returned by earlier reads; the engine records this one and reads on after it.
+    #[error("the change at {position} cannot be read: {message}")]
+    Unreadable {
+        /// Where the change is.
+        position: Position,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl SideError {
+    /// The error-queue class of a change that failed with this error, when it is about a
+    /// change rather than the configuration.
+    pub fn class(&self) -> Option<ErrorClass> {
+        match self {
+            SideError::Unavailable { .. } => Some(ErrorClass::TargetUnavailable),
+            SideError::Rejected {
+                dependency: true, ..
+            } => Some(ErrorClass::DependencyMissing),
+            SideError::Rejected { .. } => Some(ErrorClass::TargetRejected),
+            SideError::Schema(_) | SideError::Unreadable { .. } => None,
+        }
+    }
+
+    /// Whether the side should be put offline and retried later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, SideError::Unavailable { .. })
+    }
+}
+
+/// How a map's table, key or fields do not fit the store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// No such table.
+    #[error("table {table} does not exist{}", hint_suffix(hint))]
+    MissingTable {
+        /// The name asked for.
+        table: String,
+        /// A near match or what the name is instead (a view), if any.
+        hint: Option<String>,
+    },
+    /// The name belongs to something that cannot be captured or written.
+    #[error("{table} cannot be synced: {reason}")]
+    Unsupported {
+        /// The name asked for.
+        table: String,
+        /// Why not.
+        reason: String,
+    },
+    /// Columns the map names that the table does not have.
+    #[error("table {table} has no column {}; its columns are {}", missing.join(", "), available.join(", "))]
+    MissingColumns {
+        /// The table.
+        table: String,
+        /// The missing column names.
+        missing: Vec<String>,
+        /// The table's columns.
+        available: Vec<String>,
+    },
+    /// The key columns are not a primary key or unique index of the table, so rows
+    /// cannot be identified (nor upserted) by them.
+    #[error(
+        "the key ({}) of table {table} is not unique: declare a PRIMARY KEY or a UNIQUE index on exactly these columns{}",
+        key.join(", "),
+        unique_suffix(unique_keys)
+    )]
+    KeyNotUnique {
+        /// The table.
+        table: String,
+        /// The map's key columns.
+        key: Vec<String>,
+        /// The table's unique keys (primary key first).
+        unique_keys: Vec<Vec<String>>,
+    },
+    /// The map writes a column the store computes.
+    #[error("column {column} of table {table} is generated and cannot be written")]
+    GeneratedColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// A map without key columns.
+    #[error("no key columns given for table {table}")]
+    EmptyKey {
+        /// The table.
+        table: String,
+    },
+}
+
+fn rejected_write(index: Option<usize>, table: &str) -> String {
+    match index {
+        Some(index) => format!("write {index} (table {table})"),
+        None => "the batch".to_owned(),
+    }
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|hint| format!(" ({hint})"))
+        .unwrap_or_default()
+}
+
+fn unique_suffix(unique_keys: &[Vec<String>]) -> String {
+    if unique_keys.is_empty() {
+        " (the table has no unique key)".to_owned()
+    } else {
+        let keys: Vec<String> = unique_keys
+            .iter()
+            .map(|key| format!("({})", key.join(", ")))
+            .collect();
+        format!(" (its unique keys are {})", keys.join(", "))
+    }
+}
+
+/// A table as the store declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSchema {
+    /// Table name as declared.
+    pub table: String,
+    /// Columns in declaration order.
+    pub columns: Vec<ColumnInfo>,
+    /// Primary key columns in key order; empty when the table has none.
+    pub primary_key: Vec<String>,
+    /// Every unique key (primary key and non-partial unique indexes and constraints),
+    /// each in index order.
+    pub unique_keys: Vec<Vec<String>>,
+}
+
+/// One column of a [`TableSchema`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    /// Column name as declared.
+    pub name: String,
+    /// The declared type as written (may be empty).
+    pub declared_type: String,
+    /// The kind of values the column holds, from its declared type ([`ValueKind::Any`]
+    /// when the type says nothing).
+    pub kind: ValueKind,
+    /// The declared scale of a decimal column (`DECIMAL(18,2)` -> 2).
+    pub scale: Option<u32>,
+    /// Declared NOT NULL.
+    pub not_null: bool,
+    /// Has a default value.
+    pub has_default: bool,
+    /// Computed by the store; read-only.
+    pub generated: bool,
+}
+
+impl TableSchema {
+    /// The column named `name` (exact match).
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|column| column.name == name)
+    }
+
+    /// The column names in declaration order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|column| column.name.clone())
+            .collect()
+    }
+
+    /// Whether `columns` are exactly (in any order) the columns of a unique key.
+    pub fn is_unique_key(&self, columns: &[String]) -> bool {
+        !columns.is_empty()
+            && self.unique_keys.iter().any(|key| {
+                key.len() == columns.len() && key.iter().all(|column| columns.contains(column))
+            })
+    }
+
+    /// Checks that `columns` exist; with `writable`, also that none is generated.
+    pub fn check_columns<'a>(
+        &self,
+        columns: impl IntoIterator<Item = &'a str>,
+        writable: bool,
+    ) -> Result<(), SchemaError> {
+        let mut missing = Vec::new();
+        for name in columns {
+            match self.column(name) {
+                None => {
+                    // SQL names are case-insensitive, images are not: say so.
+                    let near = self
+                        .columns
+                        .iter()
+                        .find(|column| column.name.eq_ignore_ascii_case(name));
+                    missing.push(match near {
+                        Some(column) => format!("{name} (did you mean {}?)", column.name),
+                        None => name.to_owned(),
+                    });
+                }
+                Some(column) if writable && column.generated => {
+                    return Err(SchemaError::GeneratedColumn {
+                        table: self.table.clone(),
+                        column: name.to_owned(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(SchemaError::MissingColumns {
+                table: self.table.clone(),
+                missing,
+                available: self.column_names(),
+            })
+        }
+    }
+
+    /// Checks that `key_columns` exist and form a unique key.
+    pub fn check_key(&self, key_columns: &[String]) -> Result<(), SchemaError> {
+        if key_columns.is_empty() {
+            return Err(SchemaError::EmptyKey {
+                table: self.table.clone(),
+            });
+        }
+        self.check_columns(key_columns.iter().map(String::as_str), false)?;
+        if self.is_unique_key(key_columns) {
+            Ok(())
+        } else {
+            Err(SchemaError::KeyNotUnique {
+                table: self.table.clone(),
+                key: key_columns.to_vec(),
+                unique_keys: self.unique_keys.clone(),
+            })
+        }
+    }
+
+    /// Checks a map against the table: the key is unique and every field exists. With
+    /// `writable` (the map writes this side), the fields must not be generated.
+    pub fn check_map(
+        &self,
+        key_columns: &[String],
+        fields: &[String],
+        writable: bool,
+    ) -> Result<(), SchemaError> {
+        self.check_key(key_columns)?;
+        self.check_columns(fields.iter().map(String::as_str), writable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> TableSchema {
+        let column = |name: &str, generated| ColumnInfo {
+            name: name.to_owned(),
+            declared_type: "TEXT".to_owned(),
+            kind: ValueKind::Text,
+            scale: None,
+            not_null: false,
+            has_default: false,
+            generated,
+        };
+        TableSchema {
+            table: "customers".to_owned(),
+            columns: vec![
+                column("id", false),
+                column("AccountNum", false),
+                column("company", false),
+                column("label", true),
+            ],
+            primary_key: vec!["id".to_owned()],
+            unique_keys: vec![
+                vec!["id".to_owned()],
+                vec!["AccountNum".to_owned(), "company".to_owned()],
+            ],
+        }
+    }
+
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn keys_must_match_a_unique_key_exactly_in_any_order() {
+        let schema = schema();
+        assert!(schema.check_key(&names(&["company", "AccountNum"])).is_ok());
+        assert!(schema.check_key(&names(&["id"])).is_ok());
+        let error = schema.check_key(&names(&["AccountNum"])).unwrap_err();
+        assert!(matches!(error, SchemaError::KeyNotUnique { .. }));
+        let message = error.to_string();
+        assert!(message.contains("(AccountNum, company)"), "{message}");
+        assert!(matches!(
+            schema.check_key(&[]),
+            Err(SchemaError::EmptyKey { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_columns_are_listed_with_case_hints() {
+        let error = schema()
+            .check_map(&names(&["id"]), &names(&["accountnum", "nope"]), true)
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("accountnum (did you mean AccountNum?)"),
+            "{message}"
+        );
+        assert!(message.contains("nope"), "{message}");
+        assert!(message.contains("its columns are id, AccountNum, company, label"));
+    }
+
+    #[test]
+    fn generated_columns_are_read_only() {
+        let schema = schema();
+        assert!(
+            schema
+                .check_map(&names(&["id"]), &names(&["label"]), false)
+                .is_ok()
+        );
+        assert!(matches!(
+            schema.check_map(&names(&["id"]), &names(&["label"]), true),
+            Err(SchemaError::GeneratedColumn { .. })
+        ));
+    }
+
+    #[test]
+    fn changed_columns_and_previous_key_come_from_the_images() {
+        let image = |id: i64, name: &str| -> RowImage {
+            [
+                ("id".to_owned(), Value::Integer(id)),
+                ("name".to_owned(), Value::Text(name.to_owned())),
+            ]
+            .into()
+        };
+        let change = CapturedChange {
+            position: Position::new(1, 0),
+            entity: "t".to_owned(),
+            op: ChangeOp::Update,
+            key: [("id".to_owned(), Value::Integer(2))].into(),
+            after: Some(image(2, "b")),
+            before: Some(image(1, "a")),
+            committed_at: None,
+        };
+        assert_eq!(change.changed_columns(), vec!["id", "name"]);
+        assert_eq!(
+            change.previous_key(),
+            Some([("id".to_owned(), Value::Integer(1))].into())
+        );
+        assert_eq!(change.row(), Some(&image(2, "b")));
+    }
+
+    #[test]
+    fn positions_order_by_sequence_then_index() {
+        assert!(Position::new(1, 5) < Position::new(2, 0));
+        assert!(Position::new(2, 0) < Position::new(2, 1));
+        assert_eq!(Position::START.to_string(), "0.0");
+    }
+}
