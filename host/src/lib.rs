@@ -14,6 +14,8 @@
 //! - [`capture`] and [`apply`]: reading changes from, and writing rows to, a side; one
 //!   file per connector, a trait at the boundary.
 //! - [`state`]: the engine's durable state (checkpoints, links, queues) behind a trait.
+//! - [`sync`]: the loop that ties them together: capture, plugin, echo and conflict
+//!   checks, apply, durable commit, acknowledge; map modes and offline sides.
 //! - [`cli`]: the `dualwrite` command line, one file per command.
 
 pub mod apply;
@@ -24,3 +26,4 @@ pub mod config;
 pub mod plugin;
 pub mod replay;
 pub mod state;
+pub mod sync;

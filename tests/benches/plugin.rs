@@ -35,7 +35,11 @@ fn erp_row(index: usize) -> Vec<(&'static str, Value)> {
     vec![
         (
             "DATAAREAID",
-            text(if index % 2 == 0 { "USMF" } else { "DEMF" }),
+            text(if index.is_multiple_of(2) {
+                "USMF"
+            } else {
+                "DEMF"
+            }),
         ),
         ("CUSTOMERACCOUNT", Value::Text(format!("US-{index:06}"))),
         (
