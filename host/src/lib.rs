@@ -16,6 +16,7 @@
 //! - [`state`]: the engine's durable state (checkpoints, links, queues) behind a trait.
 //! - [`sync`]: the loop that ties them together: capture, plugin, echo and conflict
 //!   checks, apply, durable commit, acknowledge; map modes and offline sides.
+//! - [`demo`]: the seeded two-database demo (`dualwrite demo`).
 //! - [`cli`]: the `dualwrite` command line, one file per command.
 
 pub mod apply;
@@ -23,6 +24,7 @@ pub mod capture;
 pub mod change;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod plugin;
 pub mod replay;
 pub mod state;

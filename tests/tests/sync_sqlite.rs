@@ -393,3 +393,68 @@ fn a_side_that_goes_away_comes_back_and_catches_up_in_order() {
         0
     );
 }
+
+#[test]
+fn initial_sync_merges_existing_rows_with_the_master_winning() {
+    let deployment = Deployment::new();
+    deployment.execute(
+        "erp.db",
+        "INSERT INTO CustCustomerGroup VALUES ('USMF','10','Wholesale','yes',NULL,NULL);
+         INSERT INTO CustCustomerGroup VALUES ('USMF','20','Retail','no',NULL,NULL);
+         INSERT INTO CustCustomerGroup VALUES ('USMF','30','Export','no',NULL,NULL);",
+    );
+    deployment.execute(
+        "crm.db",
+        "INSERT INTO msdyn_customergroups VALUES ('USMF','20','Retail (CRM)',0,NULL,NULL);
+         INSERT INTO msdyn_customergroups VALUES ('USMF','40','CRM only',1,NULL,NULL);",
+    );
+    let mut engine = deployment.engine();
+    let mut reports = Vec::new();
+    // Chunks of 2 rows, so the merge takes several steps; a live change lands midway.
+    engine
+        .begin_initial_sync("customer-groups", "test")
+        .expect("begin");
+    let first = engine
+        .initial_sync_chunk("customer-groups", 2)
+        .expect("first chunk");
+    assert_eq!(first.rows_done, 2);
+    deployment.execute(
+        "erp.db",
+        "UPDATE CustCustomerGroup SET DESCRIPTION = 'Wholesale (live)' WHERE CUSTOMERGROUPID = '10';",
+    );
+    engine.step().expect("live change queues behind the initial sync");
+    let status = engine
+        .initial_sync("customer-groups", 2, "test", &mut |status| {
+            reports.push(status.clone())
+        })
+        .expect("initial sync");
+    assert!(status.complete);
+    // 3 ERP rows, then the 4 CRM rows: the 2 the ERP pass wrote are linked and skipped.
+    assert_eq!(status.rows_done, 7);
+    assert_eq!(status.rows_total, 7);
+    assert!(reports.len() >= 3, "progress after each chunk: {reports:?}");
+    settle(&mut engine);
+
+    assert_eq!(
+        crm_groups(&deployment),
+        vec![
+            vec![text("USMF"), text("10"), text("Wholesale (live)"), "Integer(1)".into()],
+            vec![text("USMF"), text("20"), text("Retail"), "Integer(0)".into()],
+            vec![text("USMF"), text("30"), text("Export"), "Integer(0)".into()],
+            vec![text("USMF"), text("40"), text("CRM only"), "Integer(1)".into()],
+        ]
+    );
+    assert_eq!(
+        erp_groups(&deployment),
+        vec![
+            vec![text("USMF"), text("10"), text("Wholesale (live)"), text("yes")],
+            vec![text("USMF"), text("20"), text("Retail"), text("no")],
+            vec![text("USMF"), text("30"), text("Export"), text("no")],
+            vec![text("USMF"), text("40"), text("CRM only"), text("yes")],
+        ]
+    );
+    assert_eq!(
+        engine.store().link_count("customer-groups").expect("links"),
+        4
+    );
+}

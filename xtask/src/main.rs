@@ -64,39 +64,18 @@ fn run(mut command: Command) -> Result<()> {
     Ok(())
 }
 
-/// Until the sync engine lands, the demo replays a recorded change set through the
-/// customers plugin: it prints each change's result, then checks them against the
-/// recorded expectations.
+/// The demo: builds the plugins and the engine, then runs `dualwrite demo` (seeded
+/// ERP and CRM databases, initial sync, live sync both ways until Ctrl-C).
 fn demo(args: &[String]) -> Result<()> {
     let plugins_dir = plugins()?;
-    let case = repo_root().join("tests/cases/customers-both-ways");
-    let replay = |extra: &[&str]| -> Result<()> {
-        let mut command = cargo();
-        command
-            .args([
-                "run",
-                "--release",
-                "--locked",
-                "--quiet",
-                "--package",
-                "dualwrite",
-                "--",
-            ])
-            .arg("replay")
-            .arg("--plugin")
-            .arg(plugins_dir.join("customers.wasm"))
-            .arg("--changes")
-            .arg(case.join("changes.jsonl"))
-            .arg("--config")
-            .arg(case.join("config.json"))
-            .arg("--links")
-            .arg(case.join("links.jsonl"))
-            .args(extra)
-            .args(args);
-        run(command)
-    };
-    replay(&[])?;
-    replay(&["--expect", &case.join("expected.jsonl").to_string_lossy()])
+    let mut command = cargo();
+    command
+        .args(["run", "--release", "--locked", "--quiet", "--package", "dualwrite", "--"])
+        .arg("demo")
+        .arg("--plugins")
+        .arg(&plugins_dir)
+        .args(args);
+    run(command)
 }
 
 fn test(args: &[String]) -> Result<()> {

@@ -104,6 +104,9 @@ pub trait ApplyBatch: Send {
     /// [`SchemaError::KeyNotUnique`](crate::capture::SchemaError::KeyNotUnique).
     fn read_row(&mut self, table: &str, key: &RowImage) -> Result<Option<RowImage>, SideError>;
 
+    /// How many rows `table` holds (for initial sync progress).
+    fn count_rows(&mut self, table: &str) -> Result<u64, SideError>;
+
     /// Up to `limit` whole rows of `table` ordered by `key_columns` (a unique key),
     /// starting after the row whose key is `after` (from the start when `None`). Rows
     /// with a NULL in a key column are skipped: they cannot be identified.

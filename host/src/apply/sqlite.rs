@@ -134,6 +134,17 @@ impl ApplyBatch for SqliteWriter {
         Ok(rows.pop())
     }
 
+    fn count_rows(&mut self, table: &str) -> Result<u64, SideError> {
+        self.schema(table)?;
+        let sql = format!("SELECT count(*) FROM {}", quote_ident(table));
+        let count = self
+            .db
+            .conn
+            .query_row(&sql, [], |row| row.get::<_, i64>(0))
+            .map_err(|error| self.db.failure(error))?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+
     fn scan(
         &mut self,
         table: &str,

@@ -4,8 +4,10 @@
 //! example `replay --expect` with mismatches); 2 bad input or an error that stopped the
 //! command.
 
+mod demo;
 mod plugin;
 mod replay;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a configured deployment until Ctrl-C.
+    Run(run::RunArgs),
+    /// Seed an ERP and a CRM database, merge them, and keep them in step live.
+    Demo(demo::DemoArgs),
     /// Run a plugin over a recorded change set, with no database.
     Replay(replay::ReplayArgs),
     /// Inspect and validate plugin files.
@@ -49,6 +55,8 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Run(args) => run::run(&cli, args),
+        Command::Demo(args) => demo::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),
         Command::Plugin(command) => plugin::run(&cli, command),
     };

@@ -17,6 +17,7 @@
 //! stay in its change log (or, for writes to it, unacknowledged on the source) until it
 //! returns, so nothing is lost.
 
+mod initial;
 mod lookups;
 mod process;
 
@@ -40,6 +41,7 @@ use crate::state::{
 };
 
 use lookups::{EngineLookups, EntityLocation};
+pub use initial::InitialSyncStatus;
 pub use process::MapCounters;
 
 /// Tuning of the loop.
@@ -208,7 +210,7 @@ impl Engine {
                 crm_entity: map.crm.entity.clone(),
             })?;
             let mode = match status.state.mode {
-                MapMode::Stopped | MapMode::Initializing | MapMode::Error => {
+                MapMode::Stopped | MapMode::Error => {
                     store.transition(MapTransition {
                         map: map.name.clone(),
                         to: MapState::online(MapMode::Running),
@@ -291,7 +293,8 @@ impl Engine {
         Ok(())
     }
 
-    fn wait_for_changes(&mut self) {
+    /// Waits briefly (the idle wait) for a change on any online side.
+    pub fn wait_for_changes(&mut self) {
         let wait = self.options.idle_wait / self.sides.len().max(1) as u32;
         for side in &mut self.sides {
             if side.offline.is_some() {

@@ -1,0 +1,426 @@
+//! `dualwrite demo`: an ERP-like and a CRM-like SQLite database shaped after the
+//! standard dual-write maps, seeded with realistic data, merged by initial sync, then
+//! kept in step while a generator edits both sides.
+//!
+//! The tables are made from the plugins' own descriptions (every declared field becomes
+//! a column of the matching SQL type; the declared key becomes the primary key), so the
+//! demo schema is exactly what the map pack reads and writes. The ERP side is seeded
+//! with companies, currencies, terms of payment, customer groups and customers; part of
+//! it is also put on the CRM side, as the CRM's plugin-transformed form with some values
+//! changed (so the initial sync has rows to merge, the ERP as master), plus CRM-only
+//! accounts.
+
+mod seed;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::apply::sqlite::SqliteWriter;
+use crate::apply::{ApplyBatch, RowWrite};
+use crate::capture::sqlite::SqliteOptions;
+use crate::change::{Descriptor, Side, Value, ValueKind};
+use crate::plugin::{LoadedPlugin, NoLookups, PluginRuntime};
+use crate::sync::{Engine, EngineOptions, MapCounters};
+
+/// How the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The folder for the databases, state and config (emptied first).
+    pub dir: PathBuf,
+    /// The folder holding the plugin components.
+    pub plugins_dir: PathBuf,
+    /// Customers seeded on the ERP side.
+    pub customers: usize,
+    /// How long live sync runs; `None` until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// Edits per second the generator makes, over both sides.
+    pub edit_rate: u32,
+}
+
+/// One map of the demo: its name and plugin file. In dependency order.
+const MAPS: &[(&str, &str)] = &[
+    ("legal-entities", "legal_entities.wasm"),
+    ("currencies", "currencies.wasm"),
+    ("terms-of-payment", "terms_of_payment.wasm"),
+    ("customer-groups", "customer_groups.wasm"),
+    ("customers", "customers.wasm"),
+];
+
+/// A map's plugin and what it describes.
+pub(crate) struct DemoMap {
+    pub(crate) name: &'static str,
+    pub(crate) plugin_file: &'static str,
+    pub(crate) plugin: LoadedPlugin,
+    pub(crate) descriptor: Descriptor,
+}
+
+impl DemoMap {
+    pub(crate) fn key(&self, side: Side) -> Vec<String> {
+        self.descriptor
+            .entity(side)
+            .fields
+            .iter()
+            .filter(|field| field.key)
+            .map(|field| field.name.clone())
+            .collect()
+    }
+}
+
+/// Runs the demo; see the module doc.
+pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()> {
+    prepare_dir(&options.dir)?;
+    let plugins = cap_std::fs::Dir::open_ambient_dir(&options.plugins_dir, cap_std::ambient_authority())
+        .with_context(|| format!("opening the plugins folder {}", options.plugins_dir.display()))?;
+    let mut maps = Vec::new();
+    for (name, file) in MAPS {
+        let plugin = runtime
+            .load(&plugins, file)
+            .with_context(|| format!("loading the {name} plugin"))?;
+        let descriptor = plugin.describe_default()?;
+        maps.push(DemoMap {
+            name,
+            plugin_file: file,
+            plugin,
+            descriptor,
+        });
+    }
+
+    let erp_path = options.dir.join("erp.db");
+    let crm_path = options.dir.join("crm.db");
+    for (path, side) in [(&erp_path, Side::Erp), (&crm_path, Side::Crm)] {
+        create_tables(path, side, &maps)?;
+    }
+    eprintln!("seeding {} customers ...", options.customers);
+    let seeded = seed::seed(&maps, &erp_path, &crm_path, options.customers)?;
+    eprintln!(
+        "seeded: ERP {} rows, CRM {} rows (of which {} differ from the ERP and {} are CRM-only)",
+        seeded.erp_rows, seeded.crm_rows, seeded.crm_changed, seeded.crm_only
+    );
+
+    let config_path = options.dir.join("dualwrite.toml");
+    std::fs::write(&config_path, config_text(&maps, &options.plugins_dir))
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let plan = crate::config::load(&config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let mut engine = Engine::open(&plan, runtime, EngineOptions::default())?;
+
+    let started = Instant::now();
+    let mut merged_rows = 0;
+    for map in &maps {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>16} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(map.name);
+        let status = engine.initial_sync(map.name, 2_000, "demo", &mut |status| {
+            bar.set_length(status.rows_total);
+            bar.set_position(status.rows_done);
+        })?;
+        merged_rows += status.rows_done;
+        bar.finish_with_message("merged");
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "initial sync: {merged_rows} rows in {:.2} s ({:.0} rows/s)",
+        elapsed.as_secs_f64(),
+        merged_rows as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+
+    live(&mut engine, options, &erp_path, &crm_path, &config_path)
+}
+
+fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let is_demo = dir.join("dualwrite.toml").exists() || std::fs::read_dir(dir)?.next().is_none();
+        if !is_demo {
+            bail!(
+                "{} exists and is not a demo folder (no dualwrite.toml); choose another --dir",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("emptying {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// The SQL column type for a declared kind; decimals are text so no digit is lost.
+fn column_type(kind: ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Boolean => "BOOLEAN",
+        ValueKind::Integer => "INTEGER",
+        ValueKind::Float => "REAL",
+        ValueKind::Decimal => "TEXT DECIMAL(19,4)",
+        ValueKind::Timestamp => "DATETIME",
+        ValueKind::Date => "DATE",
+        ValueKind::Bytes => "BLOB",
+        ValueKind::Json => "JSON",
+        ValueKind::Text | ValueKind::Any => "TEXT",
+    }
+}
+
+fn create_tables(path: &Path, side: Side, maps: &[DemoMap]) -> anyhow::Result<()> {
+    let db = rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
+    db.execute_batch("PRAGMA journal_mode = WAL;")?;
+    for map in maps {
+        let entity = map.descriptor.entity(side);
+        let columns: Vec<String> = entity
+            .fields
+            .iter()
+            .map(|field| {
+                format!(
+                    "\"{}\" {}{}",
+                    field.name,
+                    column_type(field.kind),
+                    if field.key { " NOT NULL" } else { "" }
+                )
+            })
+            .collect();
+        let key: Vec<String> = map.key(side).iter().map(|name| format!("\"{name}\"")).collect();
+        db.execute_batch(&format!(
+            "CREATE TABLE \"{}\" ({}, PRIMARY KEY ({}));",
+            entity.entity,
+            columns.join(", "),
+            key.join(", ")
+        ))?;
+    }
+    Ok(())
+}
+
+fn config_text(maps: &[DemoMap], plugins_dir: &Path) -> String {
+    let names: Vec<&str> = maps.iter().map(|map| map.name).collect();
+    let mut text = format!(
+        "# Written by `dualwrite demo`.\ndata_dir = \"state\"\nplugins_dir = {:?}\n\n\
+         [sides.erp]\nconnector = \"sqlite\"\npath = \"erp.db\"\n\n\
+         [sides.crm]\nconnector = \"sqlite\"\npath = \"crm.db\"\n",
+        plugins_dir.display().to_string()
+    );
+    for map in maps {
+        let depends: Vec<String> = map
+            .descriptor
+            .depends_on
+            .iter()
+            .filter(|name| names.contains(&name.as_str()) && name.as_str() != map.name)
+            .map(|name| format!("{name:?}"))
+            .collect();
+        let key = |side| {
+            map.key(side)
+                .iter()
+                .map(|name| format!("{name:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        text.push_str(&format!(
+            "\n[maps.{}]\nplugin = {:?}\nerp = {{ side = \"erp\", entity = {:?}, key = [{}] }}\n\
+             crm = {{ side = \"crm\", entity = {:?}, key = [{}] }}\n\
+             depends_on = [{}]\nconflict = {{ policy = \"side-wins\", winner = \"erp\" }}\n\
+             initial_sync = {{ master = \"erp\" }}\nbatch_size = 1000\n",
+            map.name,
+            map.plugin_file,
+            map.descriptor.erp.entity,
+            key(Side::Erp),
+            map.descriptor.crm.entity,
+            key(Side::Crm),
+            depends.join(", ")
+        ));
+    }
+    text
+}
+
+/// Live sync with the generator editing both sides; prints a summary every second.
+fn live(
+    engine: &mut Engine,
+    options: &DemoOptions,
+    erp_path: &Path,
+    crm_path: &Path,
+    config_path: &Path,
+) -> anyhow::Result<()> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = shutdown.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
+    let edits = Arc::new(AtomicU64::new(0));
+    let generator = seed::Generator::new(erp_path, crm_path, options.customers)?;
+    let generator_thread = {
+        let shutdown = shutdown.clone();
+        let edits = edits.clone();
+        let rate = options.edit_rate;
+        std::thread::spawn(move || generator.run(rate, &shutdown, &edits))
+    };
+    eprintln!(
+        "live sync: the generator edits both sides ({} edits/s); the config is {}{}",
+        options.edit_rate,
+        config_path.display(),
+        match options.duration {
+            Some(duration) => format!("; stopping after {} s", duration.as_secs()),
+            None => "; Ctrl-C stops".to_owned(),
+        }
+    );
+    let lag = LagProbe::open(erp_path, crm_path)?;
+    let started = Instant::now();
+    let mut last = Instant::now();
+    // Rates count from here: the initial sync's writes are not live traffic.
+    let mut previous: HashMap<String, MapCounters> = engine.counters().into_iter().collect();
+    while !shutdown.load(Ordering::Relaxed)
+        && options.duration.is_none_or(|duration| started.elapsed() < duration)
+    {
+        let report = engine.step()?;
+        if report.captured == 0 {
+            engine.wait_for_changes();
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            let seconds = last.elapsed().as_secs_f64();
+            last = Instant::now();
+            let totals = total(&engine.counters());
+            let before = total(&previous.values().cloned().map(|c| (String::new(), c)).collect::<Vec<_>>());
+            println!(
+                "[{:>4.0}s] erp->crm {:>6.0}/s  crm->erp {:>6.0}/s  lag erp {:>4} ms crm {:>4} ms  conflicts {}  errors {}  edits made {}{}",
+                started.elapsed().as_secs_f64(),
+                (totals.written_to_crm - before.written_to_crm) as f64 / seconds,
+                (totals.written_to_erp - before.written_to_erp) as f64 / seconds,
+                lag.pending_age_ms(Side::Erp),
+                lag.pending_age_ms(Side::Crm),
+                totals.conflicts,
+                totals.errors,
+                edits.load(Ordering::Relaxed),
+                offline_note(engine),
+            );
+            previous = engine.counters().into_iter().collect();
+        }
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    let _ = generator_thread.join();
+    // Let the last edits through, then report.
+    let settle_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < settle_until && engine.step()?.captured > 0 {}
+    let totals = total(&engine.counters());
+    println!(
+        "done: {} rows written to the CRM, {} to the ERP, {} filtered, {} no-op, {} conflicts, {} errors",
+        totals.written_to_crm,
+        totals.written_to_erp,
+        totals.filtered,
+        totals.no_ops,
+        totals.conflicts,
+        totals.errors
+    );
+    println!("the databases and the config are in {}", options.dir.display());
+    Ok(())
+}
+
+fn offline_note(engine: &Engine) -> String {
+    engine
+        .offline_sides()
+        .iter()
+        .map(|(side, reason)| format!("  [{side} offline: {reason}]"))
+        .collect()
+}
+
+fn total(counters: &[(String, MapCounters)]) -> MapCounters {
+    counters
+        .iter()
+        .fold(MapCounters::default(), |mut sum, (_, c)| {
+            sum.captured_from_erp += c.captured_from_erp;
+            sum.captured_from_crm += c.captured_from_crm;
+            sum.written_to_crm += c.written_to_crm;
+            sum.written_to_erp += c.written_to_erp;
+            sum.filtered += c.filtered;
+            sum.no_ops += c.no_ops;
+            sum.conflicts += c.conflicts;
+            sum.errors += c.errors;
+            sum
+        })
+}
+
+/// Reads how old the oldest not-yet-synced change of each side is: the sync lag.
+struct LagProbe {
+    erp: rusqlite::Connection,
+    crm: rusqlite::Connection,
+}
+
+impl LagProbe {
+    fn open(erp: &Path, crm: &Path) -> anyhow::Result<LagProbe> {
+        Ok(LagProbe {
+            erp: rusqlite::Connection::open(erp)?,
+            crm: rusqlite::Connection::open(crm)?,
+        })
+    }
+
+    fn pending_age_ms(&self, side: Side) -> i64 {
+        let db = match side {
+            Side::Erp => &self.erp,
+            Side::Crm => &self.crm,
+        };
+        let oldest: Option<i64> = db
+            .query_row("SELECT min(at) FROM _dualwrite_changes", [], |row| row.get(0))
+            .unwrap_or(None);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as i64)
+            .unwrap_or_default();
+        oldest.map_or(0, |at| (now - at).max(0))
+    }
+}
+
+/// Writes rows through a writer (one transaction per call).
+pub(crate) fn write_rows(path: &Path, writes: &[RowWrite]) -> anyhow::Result<()> {
+    let mut writer = SqliteWriter::open(path, SqliteOptions::default())?;
+    for chunk in writes.chunks(5_000) {
+        writer.apply(chunk)?;
+    }
+    Ok(())
+}
+
+/// Runs a row of `map`'s ERP entity through its plugin (lookups copied as text) and
+/// returns the CRM row it becomes, by column name.
+pub(crate) fn to_crm(
+    map: &DemoMap,
+    rows: &[crate::capture::RowImage],
+) -> anyhow::Result<Vec<Option<crate::capture::RowImage>>> {
+    let mut runner = map
+        .plugin
+        .start(r#"{"resolve_lookups": false}"#, Arc::new(NoLookups))
+        .or_else(|_| map.plugin.start("{}", Arc::new(NoLookups)))?;
+    let erp = &map.descriptor.erp;
+    let crm = &map.descriptor.crm;
+    let changes: Vec<crate::change::Change> = rows
+        .iter()
+        .map(|row| crate::change::Change {
+            source: Side::Erp,
+            op: crate::change::ChangeOp::Insert,
+            row: erp
+                .fields
+                .iter()
+                .map(|field| row.get(&field.name).cloned().unwrap_or(Value::Null))
+                .collect(),
+            changed: Vec::new(),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for chunk in changes.chunks(1_000) {
+        for result in runner.transform(chunk) {
+            out.push(match result {
+                crate::plugin::TransformResult::Writes(writes) => writes.first().map(|write| {
+                    write
+                        .fields
+                        .iter()
+                        .filter_map(|field| {
+                            crm.fields
+                                .get(field.field as usize)
+                                .map(|spec| (spec.name.clone(), field.value.clone()))
+                        })
+                        .collect()
+                }),
+                _ => None,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,498 @@
+//! kill -9 of the real `dualwrite run` binary during live sync, then restart: nothing
+//! lost, nothing doubled.
+//!
+//! Two SQLite files with the customer-groups tables and a config for the customer-groups
+//! map (side-wins ERP). The binary runs as a child process; once it has installed
+//! capture, a writer thread makes random edits on both sides, as the applications
+//! would: the ERP side creates groups `G-E-n`, the CRM side creates groups `G-C-n`, and
+//! each side updates and deletes rows it created earlier (several rows per transaction
+//! at times). Meanwhile the child is killed with SIGKILL at random moments (several
+//! times, 50 to 400 ms apart, so some kills land during start-up, some mid-step) and
+//! started again. Then the writer stops, the binary starts once more, and the test
+//! waits (60 s at most; running out is a failure, not a timing assertion) until both
+//! sides hold what the writer left and the change logs are drained, then stops the
+//! child with SIGINT.
+//!
+//! What it shows: after crashes at arbitrary points, every row written on either side
+//! exists exactly once on the other side with its last values, every deleted row is
+//! gone from both, the change logs (`_dualwrite_changes`) are empty, and the clean stop
+//! exits with success.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng as _};
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
+    DATAAREAID TEXT NOT NULL, CUSTOMERGROUPID TEXT NOT NULL, DESCRIPTION TEXT,
+    ISSALESTAXINCLUDEDINPRICE TEXT, PAYMENTTERMID TEXT, CLEARINGPERIODPAYMENTTERMNAME TEXT,
+    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))";
+
+const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
+    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
+    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
+    msdyn_clearingperiodpaymenttermname TEXT,
+    PRIMARY KEY (msdyn_company, msdyn_groupid))";
+
+const COMPANY: &str = "USMF";
+
+/// A group as both sides should hold it: (description, sales tax included).
+type Group = (String, bool);
+/// Every group by id; `None` once deleted.
+type Expected = BTreeMap<String, Option<Group>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Erp,
+    Crm,
+}
+
+/// The test's folder: both databases, the config, the state, the code cache and the
+/// children's logs.
+struct Deployment {
+    dir: tempfile::TempDir,
+    starts: AtomicUsize,
+}
+
+impl Deployment {
+    fn new() -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (file, table) in [("erp.db", ERP_TABLE), ("crm.db", CRM_TABLE)] {
+            let db = Connection::open(dir.path().join(file)).expect("create db");
+            db.execute_batch(&format!("PRAGMA journal_mode=WAL; {table};"))
+                .expect("schema");
+        }
+        let config = format!(
+            r#"
+data_dir = "state"
+plugins_dir = "{plugins}"
+
+[sides.erp]
+connector = "sqlite"
+path = "erp.db"
+
+[sides.crm]
+connector = "sqlite"
+path = "crm.db"
+
+[maps.customer-groups]
+plugin = "customer_groups.wasm"
+erp = {{ side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
+crm = {{ side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
+conflict = {{ policy = "side-wins", winner = "erp" }}
+
+[maps.customer-groups.config]
+resolve_lookups = false
+"#,
+            plugins = dualwrite_tests::plugins_dir().display()
+        );
+        std::fs::write(dir.path().join("dualwrite.toml"), config).expect("write config");
+        Deployment {
+            dir,
+            starts: AtomicUsize::new(0),
+        }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn db(&self, side: Which) -> Connection {
+        let db = Connection::open(self.path(file_of(side))).expect("open db");
+        db.busy_timeout(Duration::from_secs(30)).expect("timeout");
+        db
+    }
+
+    /// Starts `dualwrite run`, its output in `run-N.log`.
+    fn start(&self) -> Running {
+        let start = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
+        let log = self.path(&format!("run-{start}.log"));
+        let output = File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .arg("run")
+            .arg("-c")
+            .arg(self.path("dualwrite.toml"))
+            .args(["--status-every", "0"])
+            .env("DUALWRITE_CACHE_DIR", self.path("cache"))
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().expect("log file"))
+            .stderr(output)
+            .spawn()
+            .expect("start dualwrite run");
+        Running { child, log }
+    }
+}
+
+fn file_of(side: Which) -> &'static str {
+    match side {
+        Which::Erp => "erp.db",
+        Which::Crm => "crm.db",
+    }
+}
+
+/// A running child; killed when dropped, so a failing test leaves no process behind.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    /// Fails the test, with the child's output, if it exited on its own.
+    fn assert_alive(&mut self, when: &str) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "dualwrite run exited by itself ({status}) {when}; its output:\n{}",
+                read_log(&self.log)
+            );
+        }
+    }
+
+    /// SIGKILL, then reaps it.
+    fn kill9(mut self) {
+        self.assert_alive("before it was killed");
+        // `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGINT (Ctrl-C), then waits for it to exit (30 s at most).
+    fn interrupt(mut self) -> ExitStatus {
+        self.assert_alive("before it was stopped");
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -INT");
+        assert!(status.success(), "kill -INT failed: {status}");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "dualwrite run did not stop within 30 s of SIGINT; its output:\n{}",
+                read_log(&self.log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| format!("(no log: {error})"))
+}
+
+/// Whether the capture triggers are installed in the side's database.
+fn capture_installed(deployment: &Deployment, side: Which) -> bool {
+    let count: i64 = deployment
+        .db(side)
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' \
+             AND name LIKE '\\_dualwrite\\_%' ESCAPE '\\'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("triggers");
+    count >= 3
+}
+
+/// Every group of `side`: id -> (description, tax), with the occurrences of each id.
+fn groups(deployment: &Deployment, side: Which) -> BTreeMap<String, (Group, usize)> {
+    let sql = match side {
+        Which::Erp => {
+            "SELECT DATAAREAID, CUSTOMERGROUPID, DESCRIPTION, ISSALESTAXINCLUDEDINPRICE \
+             FROM CustCustomerGroup"
+        }
+        Which::Crm => {
+            "SELECT msdyn_company, msdyn_groupid, msdyn_description, \
+             msdyn_issalestaxincludedinprice FROM msdyn_customergroups"
+        }
+    };
+    let db = deployment.db(side);
+    let mut statement = db.prepare(sql).expect("prepare");
+    let rows = statement
+        .query_map([], |row| {
+            let company: String = row.get(0)?;
+            let id: String = row.get(1)?;
+            let description: String = row.get(2)?;
+            let tax = match side {
+                Which::Erp => match row.get::<_, String>(3)?.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    other => panic!("ERP group {id}: tax flag {other:?}"),
+                },
+                Which::Crm => row.get::<_, bool>(3)?,
+            };
+            assert_eq!(company, COMPANY, "group {id} on {side:?}");
+            Ok((id, (description, tax)))
+        })
+        .expect("query")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows");
+    let mut groups: BTreeMap<String, (Group, usize)> = BTreeMap::new();
+    for (id, group) in rows {
+        groups.entry(id).or_insert((group, 0)).1 += 1;
+    }
+    groups
+}
+
+fn change_log_len(deployment: &Deployment, side: Which) -> i64 {
+    deployment
+        .db(side)
+        .query_row("SELECT count(*) FROM _dualwrite_changes", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .expect("change log")
+        .unwrap_or_default()
+}
+
+/// What differs between a side and the expected groups, one line per group.
+fn differences(expected: &Expected, actual: &BTreeMap<String, (Group, usize)>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (id, want) in expected {
+        match (want, actual.get(id)) {
+            (None, None) => {}
+            (Some(want), Some((have, 1))) if want == have => {}
+            (want, have) => lines.push(format!("{id}: expected {want:?}, found {have:?}")),
+        }
+    }
+    for id in actual.keys() {
+        if !expected.contains_key(id) {
+            lines.push(format!("{id}: never written, found {:?}", actual[id]));
+        }
+    }
+    lines
+}
+
+/// The applications: random creates, updates and deletes on both sides until `stop`.
+/// Each side only touches the groups it created, so there are no conflicts and the
+/// outcome is exact. Returns what both sides must end up holding.
+fn write_until(deployment: &Deployment, stop: &AtomicBool, seed: u64) -> (Expected, usize) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut erp = deployment.db(Which::Erp);
+    let mut crm = deployment.db(Which::Crm);
+    let mut expected = Expected::new();
+    let mut created = [0usize; 2];
+    let mut changes = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let side = if rng.random_bool(0.5) {
+            Which::Erp
+        } else {
+            Which::Crm
+        };
+        let (db, prefix, count) = match side {
+            Which::Erp => (&mut erp, "G-E-", &mut created[0]),
+            Which::Crm => (&mut crm, "G-C-", &mut created[1]),
+        };
+        let transaction = db.transaction().expect("begin");
+        for _ in 0..rng.random_range(1..=4) {
+            let roll = rng.random_range(0..100);
+            let existing = (*count > 0).then(|| format!("{prefix}{}", rng.random_range(0..*count)));
+            let live = existing.filter(|id| matches!(expected.get(id), Some(Some(_))));
+            let tax = rng.random_bool(0.5);
+            match (roll, live) {
+                (0..50, _) | (_, None) => {
+                    let id = format!("{prefix}{count}");
+                    *count += 1;
+                    let description = format!("{id} created");
+                    insert(&transaction, side, &id, &description, tax);
+                    expected.insert(id, Some((description, tax)));
+                }
+                (50..88, Some(id)) => {
+                    let description = format!("{id} updated {changes}");
+                    update(&transaction, side, &id, &description, tax);
+                    expected.insert(id, Some((description, tax)));
+                }
+                (_, Some(id)) => {
+                    delete(&transaction, side, &id);
+                    expected.insert(id, None);
+                }
+            }
+            changes += 1;
+        }
+        transaction.commit().expect("commit");
+        std::thread::sleep(Duration::from_micros(rng.random_range(200..3_000)));
+    }
+    (expected, changes)
+}
+
+fn insert(db: &Connection, side: Which, id: &str, description: &str, tax: bool) {
+    match side {
+        Which::Erp => db.execute(
+            "INSERT INTO CustCustomerGroup (DATAAREAID, CUSTOMERGROUPID, DESCRIPTION, \
+             ISSALESTAXINCLUDEDINPRICE) VALUES (?1, ?2, ?3, ?4)",
+            params![COMPANY, id, description, if tax { "yes" } else { "no" }],
+        ),
+        Which::Crm => db.execute(
+            "INSERT INTO msdyn_customergroups (msdyn_company, msdyn_groupid, \
+             msdyn_description, msdyn_issalestaxincludedinprice) VALUES (?1, ?2, ?3, ?4)",
+            params![COMPANY, id, description, tax],
+        ),
+    }
+    .expect("insert");
+}
+
+fn update(db: &Connection, side: Which, id: &str, description: &str, tax: bool) {
+    let changed = match side {
+        Which::Erp => db.execute(
+            "UPDATE CustCustomerGroup SET DESCRIPTION = ?3, ISSALESTAXINCLUDEDINPRICE = ?4 \
+             WHERE DATAAREAID = ?1 AND CUSTOMERGROUPID = ?2",
+            params![COMPANY, id, description, if tax { "yes" } else { "no" }],
+        ),
+        Which::Crm => db.execute(
+            "UPDATE msdyn_customergroups SET msdyn_description = ?3, \
+             msdyn_issalestaxincludedinprice = ?4 WHERE msdyn_company = ?1 AND msdyn_groupid = ?2",
+            params![COMPANY, id, description, tax],
+        ),
+    }
+    .expect("update");
+    assert_eq!(changed, 1, "{side:?} group {id} vanished before its update");
+}
+
+fn delete(db: &Connection, side: Which, id: &str) {
+    let changed = match side {
+        Which::Erp => db.execute(
+            "DELETE FROM CustCustomerGroup WHERE DATAAREAID = ?1 AND CUSTOMERGROUPID = ?2",
+            params![COMPANY, id],
+        ),
+        Which::Crm => db.execute(
+            "DELETE FROM msdyn_customergroups WHERE msdyn_company = ?1 AND msdyn_groupid = ?2",
+            params![COMPANY, id],
+        ),
+    }
+    .expect("delete");
+    assert_eq!(changed, 1, "{side:?} group {id} vanished before its delete");
+}
+
+fn seed() -> u64 {
+    std::env::var("KILL9_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_nanos() as u64)
+                .unwrap_or_default()
+        })
+}
+
+#[test]
+fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
+    let seed = seed();
+    eprintln!("seed {seed} (KILL9_SEED={seed} repeats the kill timings and the edits)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let deployment = Deployment::new();
+    let started = Instant::now();
+
+    // The first start compiles the plugin (cached for the next ones) and installs
+    // capture; edits made before that are not captured, so the writer waits for it.
+    let mut running = deployment.start();
+    while !(capture_installed(&deployment, Which::Erp) && capture_installed(&deployment, Which::Crm))
+    {
+        running.assert_alive("before it installed capture");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "capture not installed within 120 s; output:\n{}",
+            read_log(&running.log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("first start installed capture after {:?}", started.elapsed());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer_seed: u64 = rng.random();
+    let (expected, changes) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| write_until(&deployment, &stop, writer_seed));
+        let kills = rng.random_range(5..=8);
+        for kill in 0..kills {
+            std::thread::sleep(Duration::from_millis(rng.random_range(50..=400)));
+            running.kill9();
+            eprintln!("kill -9 #{} at {:?}", kill + 1, started.elapsed());
+            running = deployment.start();
+        }
+        // Let the last child run a moment, kill it too, then stop writing.
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..=400)));
+        running.kill9();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().expect("writer thread")
+    });
+    eprintln!(
+        "{changes} row change(s) on {} group(s) in {:?}",
+        expected.len(),
+        started.elapsed()
+    );
+
+    // One more start after the writing stopped: it must catch up with everything.
+    let mut running = deployment.start();
+    let caught_up = Instant::now();
+    loop {
+        let erp = groups(&deployment, Which::Erp);
+        let crm = groups(&deployment, Which::Crm);
+        let logs = (
+            change_log_len(&deployment, Which::Erp),
+            change_log_len(&deployment, Which::Crm),
+        );
+        let (erp_diff, crm_diff) = (differences(&expected, &erp), differences(&expected, &crm));
+        if erp_diff.is_empty() && crm_diff.is_empty() && logs == (0, 0) {
+            break;
+        }
+        running.assert_alive("while catching up");
+        if caught_up.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "the sides did not converge within 60 s of the last restart (seed {seed}).\n\
+                 ERP differs from what was written:\n  {}\nCRM differs from what was written:\n  {}\n\
+                 change logs (erp, crm): {logs:?}\nlast run's output:\n{}",
+                erp_diff.join("\n  "),
+                crm_diff.join("\n  "),
+                read_log(&running.log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("caught up {:?} after the last restart", caught_up.elapsed());
+    let log = running.log.clone();
+    let status = running.interrupt();
+    assert!(
+        status.success(),
+        "Ctrl-C must stop cleanly: {status}; output:\n{}",
+        read_log(&log)
+    );
+    assert!(
+        read_log(&log).contains("stopped cleanly"),
+        "no clean-stop message; output:\n{}",
+        read_log(&log)
+    );
+
+    // After the clean stop: still exact, logs empty.
+    for side in [Which::Erp, Which::Crm] {
+        let diff = differences(&expected, &groups(&deployment, side));
+        assert!(
+            diff.is_empty(),
+            "{side:?} after the stop (seed {seed}):\n  {}",
+            diff.join("\n  ")
+        );
+        assert_eq!(
+            change_log_len(&deployment, side),
+            0,
+            "{side:?} change log after the stop"
+        );
+    }
+    eprintln!("done in {:?}", started.elapsed());
+}

@@ -1,0 +1,417 @@
+//! The mapping as data, and the engine that carries one change across it.
+//!
+//! A map is a [`Table`]: the fields of each side ([`FieldDef`], in field-id order) and the
+//! lines that relate them ([`Line`]). `transform` hands a change that passed the filters to
+//! [`Table::upsert`] or [`Table::delete`], which walk the lines and build the write for the
+//! other side; `describe` renders the same table, so what the admin sees is what runs.
+//!
+//! Every failure on bad data is an [`Outcome`] returned through `Err`, never a panic.
+//!
+//! A trimmed copy of `customers/src/mapping.rs` (the plugins share no crate): this map has
+//! no translated lookups and no constants. Fix a bug in both.
+
+use std::fmt;
+
+use dualwrite_guest::{
+    Change, ChangeOp, Direction, EntitySpec, FieldId, FieldMapping, FieldSpec, FieldValue, Outcome,
+    Side, Value, ValueKind, Write, WriteOp,
+};
+
+/// A field of one side; its id is its position in the side's list.
+pub(crate) struct FieldDef {
+    /// Column name in the store.
+    pub name: &'static str,
+    /// The kind of values it holds.
+    pub kind: ValueKind,
+    /// Whether it is part of the row's key.
+    pub key: bool,
+}
+
+/// How a line carries a value from the change's side to the other.
+#[derive(Clone, Copy)]
+pub(crate) enum Carry {
+    /// The row's own code (second key field); always written, copied unchanged.
+    Key,
+    /// Copied unchanged; the value must be of the source field's kind (or null).
+    Copy,
+    /// ERP `no`/`yes` text <-> CRM boolean.
+    YesNo,
+    /// ERP enum text <-> CRM option-set integer, by this table of pairs.
+    OptionSet(&'static [(&'static str, i64)]),
+    /// A lookup whose target map is not in the standard pack (named here): the key is
+    /// carried as plain text, as [`Carry::Copy`].
+    Unlinked(&'static str),
+}
+
+impl Carry {
+    /// The `transform` text of a field mapping.
+    fn describe(self) -> String {
+        match self {
+            Carry::Key | Carry::Copy => "copy".to_owned(),
+            Carry::YesNo | Carry::OptionSet(_) => "value-map".to_owned(),
+            Carry::Unlinked(map) => format!(
+                "copy (lookup to {map}, a map outside the standard pack: the key is carried as plain text)"
+            ),
+        }
+    }
+}
+
+/// One line of the mapping: an ERP field, a CRM field, which way, and how.
+pub(crate) struct Line {
+    /// The ERP field.
+    pub erp: FieldId,
+    /// The CRM field.
+    pub crm: FieldId,
+    /// Which way values flow.
+    pub direction: Direction,
+    /// How the value is carried.
+    pub carry: Carry,
+}
+
+impl Line {
+    /// The (source, target) field ids for a change from `source`.
+    fn ends(&self, source: Side) -> (FieldId, FieldId) {
+        match source {
+            Side::Erp => (self.erp, self.crm),
+            Side::Crm => (self.crm, self.erp),
+        }
+    }
+}
+
+/// A whole map: both sides' fields and the lines between them.
+pub(crate) struct Table {
+    /// ERP fields, in id order.
+    pub erp: &'static [FieldDef],
+    /// CRM fields, in id order.
+    pub crm: &'static [FieldDef],
+    /// The ERP key: (company, code).
+    pub erp_key: [FieldId; 2],
+    /// The CRM key: (company, code).
+    pub crm_key: [FieldId; 2],
+    /// The mapping lines, in display order.
+    pub lines: &'static [Line],
+}
+
+/// The key of a change's row, checked to be non-empty text.
+pub(crate) struct RowKey<'a> {
+    /// The company value (text).
+    pub company: &'a Value,
+    /// The company code.
+    pub company_code: &'a str,
+    /// The row's own code value (text).
+    pub code: &'a Value,
+}
+
+impl Table {
+    fn fields(&self, side: Side) -> &'static [FieldDef] {
+        match side {
+            Side::Erp => self.erp,
+            Side::Crm => self.crm,
+        }
+    }
+
+    fn key(&self, side: Side) -> [FieldId; 2] {
+        match side {
+            Side::Erp => self.erp_key,
+            Side::Crm => self.crm_key,
+        }
+    }
+
+    /// The name of field `id` of `side`, for messages.
+    pub(crate) fn name(&self, side: Side, id: FieldId) -> &'static str {
+        self.fields(side)
+            .get(id as usize)
+            .map_or("(unknown field)", |field| field.name)
+    }
+
+    fn kind(&self, side: Side, id: FieldId) -> ValueKind {
+        self.fields(side)
+            .get(id as usize)
+            .map_or(ValueKind::Any, |field| field.kind)
+    }
+
+    /// The entity spec of `side` for `describe`.
+    pub(crate) fn entity_spec(&self, side: Side, entity: &str) -> EntitySpec {
+        EntitySpec {
+            entity: entity.to_owned(),
+            fields: self
+                .fields(side)
+                .iter()
+                .map(|field| FieldSpec {
+                    name: field.name.to_owned(),
+                    kind: field.kind,
+                    key: field.key,
+                })
+                .collect(),
+        }
+    }
+
+    /// The field mappings for `describe`, one per line.
+    pub(crate) fn mappings(&self) -> Vec<FieldMapping> {
+        self.lines
+            .iter()
+            .map(|line| FieldMapping {
+                erp_field: Some(self.name(Side::Erp, line.erp).to_owned()),
+                crm_field: Some(self.name(Side::Crm, line.crm).to_owned()),
+                direction: line.direction,
+                transform: line.carry.describe(),
+            })
+            .collect()
+    }
+
+    /// The company and code of the change's row; rejects a null, empty or non-text key.
+    pub(crate) fn row_key<'a>(&self, change: &'a Change) -> Result<RowKey<'a>, Outcome> {
+        let [company_id, code_id] = self.key(change.source);
+        let (company, company_code) = self.key_text(change, company_id)?;
+        let (code, _) = self.key_text(change, code_id)?;
+        Ok(RowKey {
+            company,
+            company_code,
+            code,
+        })
+    }
+
+    fn key_text<'a>(
+        &self,
+        change: &'a Change,
+        id: FieldId,
+    ) -> Result<(&'a Value, &'a str), Outcome> {
+        let value = change.get(id);
+        match value {
+            Value::Text(text) if !text.is_empty() => Ok((value, text)),
+            Value::Text(_) | Value::Null => Err(Outcome::rejected(
+                format!(
+                    "{}: key field is {}",
+                    self.name(change.source, id),
+                    if value.is_null() { "null" } else { "empty" }
+                ),
+                Some(id),
+            )),
+            other => Err(self.wrong_kind(change.source, id, other)),
+        }
+    }
+
+    /// The delete of the linked row on the other side, by key.
+    pub(crate) fn delete(&self, change: &Change, key: &RowKey<'_>) -> Outcome {
+        let [company, code] = self.key(change.source.other());
+        Outcome::write(Write {
+            op: WriteOp::Delete,
+            fields: vec![
+                FieldValue {
+                    field: company,
+                    value: key.company.clone(),
+                },
+                FieldValue {
+                    field: code,
+                    value: key.code.clone(),
+                },
+            ],
+        })
+    }
+
+    /// The upsert of the row on the other side, for an insert or update that passed the
+    /// filters.
+    ///
+    /// An insert carries every line that flows this way. An update carries the lines
+    /// whose source field it touched (field-level deltas), plus the key; an update that
+    /// touched none of them has no effect (an empty write list). An update that touched
+    /// a key field, or whose changed fields are unknown, is carried like an insert.
+    pub(crate) fn upsert(&self, change: &Change, key: &RowKey<'_>) -> Outcome {
+        let source = change.source;
+        let [company_id, code_id] = self.key(source);
+        let [to_company, to_code] = self.key(source.other());
+        let full =
+            change.op != ChangeOp::Update || change.touches(company_id) || change.touches(code_id);
+        let capacity = if full {
+            self.lines.len() + 1
+        } else {
+            (change.changed.len() + 3).min(self.lines.len() + 1)
+        };
+        let mut fields = Vec::with_capacity(capacity);
+        fields.push(FieldValue {
+            field: to_company,
+            value: key.company.clone(),
+        });
+        fields.push(FieldValue {
+            field: to_code,
+            value: key.code.clone(),
+        });
+        for line in self.lines {
+            if matches!(line.carry, Carry::Key) || !line.direction.flows_from(source) {
+                continue;
+            }
+            let (from, to) = line.ends(source);
+            if !full && !change.touches(from) {
+                continue;
+            }
+            match self.carry(line.carry, change, from) {
+                Ok(value) => fields.push(FieldValue { field: to, value }),
+                Err(failed) => return failed,
+            }
+        }
+        if !full && fields.len() == 2 {
+            return Outcome::Writes(Vec::new());
+        }
+        Outcome::write(Write {
+            op: WriteOp::Upsert,
+            fields,
+        })
+    }
+
+    /// The target value of one line.
+    fn carry(&self, carry: Carry, change: &Change, from: FieldId) -> Result<Value, Outcome> {
+        let source = change.source;
+        let value = change.get(from);
+        match carry {
+            Carry::Key | Carry::Copy => self.copy(source, from, value, self.kind(source, from)),
+            Carry::Unlinked(_) => self.copy(source, from, value, ValueKind::Text),
+            Carry::YesNo => self.yes_no(source, from, value),
+            Carry::OptionSet(pairs) => self.option_set(source, from, value, pairs),
+        }
+    }
+
+    fn copy(
+        &self,
+        source: Side,
+        from: FieldId,
+        value: &Value,
+        kind: ValueKind,
+    ) -> Result<Value, Outcome> {
+        if value.is_null() || kind == ValueKind::Any || kind_of(value) == kind {
+            Ok(value.clone())
+        } else {
+            Err(self.wrong_kind(source, from, value))
+        }
+    }
+
+    fn yes_no(&self, source: Side, from: FieldId, value: &Value) -> Result<Value, Outcome> {
+        match (source, value) {
+            (_, Value::Null) => Ok(Value::Null),
+            (Side::Erp, Value::Text(text)) if text.eq_ignore_ascii_case("yes") => {
+                Ok(Value::Boolean(true))
+            }
+            (Side::Erp, Value::Text(text)) if text.eq_ignore_ascii_case("no") => {
+                Ok(Value::Boolean(false))
+            }
+            (Side::Erp, Value::Text(_)) => Err(Outcome::rejected(
+                format!(
+                    "{}: {} is not in the value map (no, yes)",
+                    self.name(source, from),
+                    Shown(value)
+                ),
+                Some(from),
+            )),
+            (Side::Crm, Value::Boolean(flag)) => {
+                Ok(Value::Text((if *flag { "yes" } else { "no" }).to_owned()))
+            }
+            _ => Err(self.wrong_kind(source, from, value)),
+        }
+    }
+
+    fn option_set(
+        &self,
+        source: Side,
+        from: FieldId,
+        value: &Value,
+        pairs: &[(&'static str, i64)],
+    ) -> Result<Value, Outcome> {
+        let found = match (source, value) {
+            (_, Value::Null) => return Ok(Value::Null),
+            (Side::Erp, Value::Text(text)) => pairs
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(text))
+                .map(|&(_, code)| Value::Integer(code)),
+            (Side::Crm, Value::Integer(number)) => pairs
+                .iter()
+                .find(|(_, code)| code == number)
+                .map(|&(name, _)| Value::Text(name.to_owned())),
+            _ => return Err(self.wrong_kind(source, from, value)),
+        };
+        found.ok_or_else(|| {
+            let known: Vec<String> = pairs
+                .iter()
+                .map(|(name, code)| match source {
+                    Side::Erp => (*name).to_owned(),
+                    Side::Crm => code.to_string(),
+                })
+                .collect();
+            Outcome::rejected(
+                format!(
+                    "{}: {} is not in the value map ({})",
+                    self.name(source, from),
+                    Shown(value),
+                    known.join(", ")
+                ),
+                Some(from),
+            )
+        })
+    }
+
+    /// The rejection of a value of the wrong kind for field `id` of `side`.
+    pub(crate) fn wrong_kind(&self, side: Side, id: FieldId, value: &Value) -> Outcome {
+        let name = self.name(side, id);
+        let expected = self.kind(side, id);
+        let message = if expected == ValueKind::Decimal && matches!(value, Value::Float(_)) {
+            format!(
+                "{name}: {} is a float; money must be an exact decimal",
+                Shown(value)
+            )
+        } else {
+            format!(
+                "{name}: expected {}, got {} {}",
+                kind_label(expected),
+                value.kind_name(),
+                Shown(value)
+            )
+        };
+        Outcome::rejected(message, Some(id))
+    }
+}
+
+/// The kind of a value.
+fn kind_of(value: &Value) -> ValueKind {
+    match value {
+        Value::Null => ValueKind::Any,
+        Value::Boolean(_) => ValueKind::Boolean,
+        Value::Integer(_) => ValueKind::Integer,
+        Value::Float(_) => ValueKind::Float,
+        Value::Decimal(_) => ValueKind::Decimal,
+        Value::Text(_) => ValueKind::Text,
+        Value::Timestamp(_) => ValueKind::Timestamp,
+        Value::Date(_) => ValueKind::Date,
+        Value::Bytes(_) => ValueKind::Bytes,
+        Value::Json(_) => ValueKind::Json,
+    }
+}
+
+fn kind_label(kind: ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Any => "any value",
+        ValueKind::Boolean => "a boolean",
+        ValueKind::Integer => "an integer",
+        ValueKind::Float => "a float",
+        ValueKind::Decimal => "a decimal",
+        ValueKind::Text => "text",
+        ValueKind::Timestamp => "a timestamp",
+        ValueKind::Date => "a date",
+        ValueKind::Bytes => "bytes",
+        ValueKind::Json => "JSON",
+    }
+}
+
+/// A value as written in messages: text quoted, numbers bare, others by kind.
+struct Shown<'a>(&'a Value);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Value::Null => f.write_str("null"),
+            Value::Boolean(flag) => write!(f, "{flag}"),
+            Value::Integer(number) => write!(f, "{number}"),
+            Value::Float(number) => write!(f, "{number}"),
+            Value::Decimal(digits) => f.write_str(digits),
+            Value::Text(text) => write!(f, "{text:?}"),
+            other => write!(f, "({})", other.kind_name()),
+        }
+    }
+}

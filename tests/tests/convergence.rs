@@ -1,0 +1,589 @@
+//! Convergence of the sync engine under random concurrent edits on both sides.
+//!
+//! A property test (proptest) drives the customer-groups map between two real SQLite
+//! files: random inserts, updates and deletes on the ERP table `CustCustomerGroup` and
+//! the CRM table `msdyn_customergroups`, on a small pool of keys so that the same row is
+//! often edited on both sides between two engine steps and keys are reused after a
+//! delete, with [`Engine::step`] calls at random points and a random read limit (so
+//! batches split at random places). At the end the engine settles (steps until a step
+//! finds nothing to do). The conflict policy is `side-wins` with the ERP as the winner.
+//!
+//! What it shows, for every generated history:
+//! - (a) **convergence**: both tables are equal through the map: every ERP row has
+//!   exactly one CRM row with the same company and group id, the same description and
+//!   `ISSALESTAXINCLUDEDINPRICE` `yes`/`no` <-> `true`/`false`, and the other way round,
+//!   with no extra rows; and no change went to the error queue;
+//! - (b) **no echo amplification**: the rows the engine wrote (`written_to_crm` +
+//!   `written_to_erp`) are at most the logical changes made (row changes the test
+//!   committed);
+//! - (c) the change logs (`_dualwrite_changes`) are empty once settled: everything read
+//!   was acknowledged and nothing the engine wrote was captured back.
+//!
+//! The number of cases is 32 (`PROPTEST_CASES` overrides it; `PROPTEST_RNG_SEED` fixes
+//! the seed). The `regression_*` tests replay minimized histories deterministically.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use dualwrite::config;
+use dualwrite::plugin::{Limits, PluginRuntime};
+use dualwrite::sync::{Engine, EngineOptions};
+use dualwrite_tests::plugins_dir;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
+    DATAAREAID TEXT NOT NULL, CUSTOMERGROUPID TEXT NOT NULL, DESCRIPTION TEXT,
+    ISSALESTAXINCLUDEDINPRICE TEXT, PAYMENTTERMID TEXT, CLEARINGPERIODPAYMENTTERMNAME TEXT,
+    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))";
+
+const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
+    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
+    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
+    msdyn_clearingperiodpaymenttermname TEXT,
+    PRIMARY KEY (msdyn_company, msdyn_groupid))";
+
+const MAP: &str = "customer-groups";
+
+/// The key pool: small, so rows collide across sides and get reused after deletes.
+const KEYS: [(&str, &str); 4] = [
+    ("USMF", "10"),
+    ("USMF", "20"),
+    ("DEMF", "10"),
+    ("DEMF", "30"),
+];
+/// Descriptions the edits choose from (NULL included).
+const DESCRIPTIONS: [Option<&str>; 4] = [None, Some("Wholesale"), Some("Retail"), Some("Export")];
+/// Sales tax included in price: unknown, no, yes.
+const TAXES: [Option<bool>; 3] = [None, Some(false), Some(true)];
+
+/// The two sides, as the test writes them (like the applications would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Erp,
+    Crm,
+}
+
+/// Which fields an update sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fields {
+    Description,
+    Tax,
+    Both,
+}
+
+/// One step of a generated history.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Inserts the row (both fields) if that side lacks it, else updates `fields`.
+    Write {
+        side: Which,
+        key: usize,
+        description: usize,
+        tax: usize,
+        fields: Fields,
+    },
+    /// Deletes the row if that side has it.
+    Delete { side: Which, key: usize },
+    /// One [`Engine::step`].
+    Step,
+}
+
+/// A row of either side in the map's common terms: (description, tax included).
+type Row = (Option<String>, Option<bool>);
+/// A whole table by (company, group id).
+type Table = BTreeMap<(String, String), Row>;
+
+fn runtime() -> &'static PluginRuntime {
+    static RUNTIME: OnceLock<(tempfile::TempDir, PluginRuntime)> = OnceLock::new();
+    &RUNTIME
+        .get_or_init(|| {
+            // Compiled plugin code is cached, so each case's engine loads it quickly.
+            let cache = tempfile::tempdir().expect("cache dir");
+            let runtime = PluginRuntime::new(
+                Limits {
+                    max_instances: 8,
+                    ..Limits::default()
+                },
+                Some(cache.path().join("code")),
+            )
+            .expect("runtime");
+            (cache, runtime)
+        })
+        .1
+}
+
+/// Two SQLite files, a connection to each (the "applications"), and the engine.
+struct Deployment {
+    dir: tempfile::TempDir,
+    erp: Connection,
+    crm: Connection,
+}
+
+impl Deployment {
+    fn new() -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |file: &str, table: &str| {
+            let db = Connection::open(dir.path().join(file)).expect("create db");
+            db.busy_timeout(Duration::from_secs(10)).expect("timeout");
+            db.execute_batch(&format!("PRAGMA journal_mode=WAL; {table};"))
+                .expect("schema");
+            db
+        };
+        let erp = open("erp.db", ERP_TABLE);
+        let crm = open("crm.db", CRM_TABLE);
+        Deployment { dir, erp, crm }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn engine(&self, read_limit: usize) -> Engine {
+        let text = format!(
+            r#"
+data_dir = "state"
+plugins_dir = "{plugins}"
+
+[sides.erp]
+connector = "sqlite"
+path = "erp.db"
+
+[sides.crm]
+connector = "sqlite"
+path = "crm.db"
+
+[maps.customer-groups]
+plugin = "customer_groups.wasm"
+erp = {{ side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
+crm = {{ side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
+conflict = {{ policy = "side-wins", winner = "erp" }}
+
+[maps.customer-groups.config]
+resolve_lookups = false
+"#,
+            plugins = plugins_dir().display()
+        );
+        let plan = config::parse(&text, "test.toml", self.path()).expect("valid config");
+        Engine::open(
+            &plan,
+            runtime(),
+            EngineOptions {
+                read_limit,
+                ..EngineOptions::default()
+            },
+        )
+        .expect("engine opens")
+    }
+
+    fn connection(&self, side: Which) -> &Connection {
+        match side {
+            Which::Erp => &self.erp,
+            Which::Crm => &self.crm,
+        }
+    }
+
+    /// The row of `key` on `side`, in common terms.
+    fn row(&self, side: Which, key: usize) -> Option<Row> {
+        let (company, group) = KEYS[key];
+        let sql = match side {
+            Which::Erp => {
+                "SELECT DESCRIPTION, ISSALESTAXINCLUDEDINPRICE FROM CustCustomerGroup \
+                 WHERE DATAAREAID = ?1 AND CUSTOMERGROUPID = ?2"
+            }
+            Which::Crm => {
+                "SELECT msdyn_description, msdyn_issalestaxincludedinprice \
+                 FROM msdyn_customergroups WHERE msdyn_company = ?1 AND msdyn_groupid = ?2"
+            }
+        };
+        self.connection(side)
+            .query_row(sql, params![company, group], |row| {
+                Ok((row.get(0)?, tax_of(side, row.get(1)?)))
+            })
+            .optional()
+            .expect("read row")
+    }
+
+    /// Every row of `side`, in common terms.
+    fn table(&self, side: Which) -> Table {
+        let sql = match side {
+            Which::Erp => {
+                "SELECT DATAAREAID, CUSTOMERGROUPID, DESCRIPTION, ISSALESTAXINCLUDEDINPRICE \
+                 FROM CustCustomerGroup"
+            }
+            Which::Crm => {
+                "SELECT msdyn_company, msdyn_groupid, msdyn_description, \
+                 msdyn_issalestaxincludedinprice FROM msdyn_customergroups"
+            }
+        };
+        let db = self.connection(side);
+        let mut statement = db.prepare(sql).expect("prepare");
+        statement
+            .query_map([], |row| {
+                Ok((
+                    (row.get(0)?, row.get(1)?),
+                    (row.get(2)?, tax_of(side, row.get(3)?)),
+                ))
+            })
+            .expect("query")
+            .collect::<Result<Table, _>>()
+            .expect("rows")
+    }
+
+    fn change_log_len(&self, side: Which) -> i64 {
+        self.connection(side)
+            .query_row("SELECT count(*) FROM _dualwrite_changes", [], |row| {
+                row.get(0)
+            })
+            .expect("change log")
+    }
+
+    /// Applies one edit as an application would; returns whether it changed a row (a
+    /// logical change the engine must carry).
+    fn edit(&self, op: &Op) -> bool {
+        let db = |side| self.connection(side);
+        match *op {
+            Op::Step => false,
+            Op::Delete { side, key } => {
+                let (company, group) = KEYS[key];
+                let sql = match side {
+                    Which::Erp => {
+                        "DELETE FROM CustCustomerGroup WHERE DATAAREAID = ?1 AND CUSTOMERGROUPID = ?2"
+                    }
+                    Which::Crm => {
+                        "DELETE FROM msdyn_customergroups WHERE msdyn_company = ?1 AND msdyn_groupid = ?2"
+                    }
+                };
+                db(side)
+                    .execute(sql, params![company, group])
+                    .expect("delete")
+                    > 0
+            }
+            Op::Write {
+                side,
+                key,
+                description,
+                tax,
+                fields,
+            } => {
+                let (company, group) = KEYS[key];
+                let description = DESCRIPTIONS[description];
+                let tax = TAXES[tax];
+                let stored_tax = tax_value(side, tax);
+                let Some(current) = self.row(side, key) else {
+                    let sql = match side {
+                        Which::Erp => {
+                            "INSERT INTO CustCustomerGroup (DATAAREAID, CUSTOMERGROUPID, \
+                             DESCRIPTION, ISSALESTAXINCLUDEDINPRICE) VALUES (?1, ?2, ?3, ?4)"
+                        }
+                        Which::Crm => {
+                            "INSERT INTO msdyn_customergroups (msdyn_company, msdyn_groupid, \
+                             msdyn_description, msdyn_issalestaxincludedinprice) \
+                             VALUES (?1, ?2, ?3, ?4)"
+                        }
+                    };
+                    db(side)
+                        .execute(sql, params![company, group, description, stored_tax])
+                        .expect("insert");
+                    return true;
+                };
+                let (description_column, tax_column, table, company_column, group_column) =
+                    match side {
+                        Which::Erp => (
+                            "DESCRIPTION",
+                            "ISSALESTAXINCLUDEDINPRICE",
+                            "CustCustomerGroup",
+                            "DATAAREAID",
+                            "CUSTOMERGROUPID",
+                        ),
+                        Which::Crm => (
+                            "msdyn_description",
+                            "msdyn_issalestaxincludedinprice",
+                            "msdyn_customergroups",
+                            "msdyn_company",
+                            "msdyn_groupid",
+                        ),
+                    };
+                let set = match fields {
+                    Fields::Description => format!("{description_column} = ?3"),
+                    Fields::Tax => format!("{tax_column} = ?3"),
+                    Fields::Both => format!("{description_column} = ?3, {tax_column} = ?4"),
+                };
+                let sql = format!(
+                    "UPDATE {table} SET {set} WHERE {company_column} = ?1 AND {group_column} = ?2"
+                );
+                let result = match fields {
+                    Fields::Description => {
+                        db(side).execute(&sql, params![company, group, description])
+                    }
+                    Fields::Tax => db(side).execute(&sql, params![company, group, stored_tax]),
+                    Fields::Both => {
+                        db(side).execute(&sql, params![company, group, description, stored_tax])
+                    }
+                };
+                result.expect("update");
+                let description_changed =
+                    fields != Fields::Tax && current.0.as_deref() != description;
+                let tax_changed = fields != Fields::Description && current.1 != tax;
+                description_changed || tax_changed
+            }
+        }
+    }
+}
+
+/// The tax flag as the side stores it: ERP `yes`/`no` text, CRM 0/1.
+fn tax_value(side: Which, tax: Option<bool>) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match (side, tax) {
+        (_, None) => Value::Null,
+        (Which::Erp, Some(flag)) => Value::Text(if flag { "yes" } else { "no" }.to_owned()),
+        (Which::Crm, Some(flag)) => Value::Integer(i64::from(flag)),
+    }
+}
+
+/// The tax flag as read from a side, in common terms; anything unexpected is a failure.
+fn tax_of(side: Which, value: rusqlite::types::Value) -> Option<bool> {
+    use rusqlite::types::Value;
+    match (side, value) {
+        (_, Value::Null) => None,
+        (Which::Erp, Value::Text(text)) if text == "yes" => Some(true),
+        (Which::Erp, Value::Text(text)) if text == "no" => Some(false),
+        (Which::Crm, Value::Integer(flag)) if flag == 0 || flag == 1 => Some(flag == 1),
+        (side, other) => panic!("{side:?} holds an unexpected tax flag {other:?}"),
+    }
+}
+
+/// Steps until a step finds nothing to do. Returns an error after 10,000 steps or 60 s
+/// (the engine keeps finding work: an echo loop).
+fn settle(engine: &mut Engine) -> Result<usize, String> {
+    let started = Instant::now();
+    for steps in 1..=10_000 {
+        let report = engine.step().map_err(|error| format!("step failed: {error:#}"))?;
+        if report.captured == 0 && report.written == 0 {
+            return Ok(steps);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    Err("the engine did not settle: it keeps finding work".to_owned())
+}
+
+/// Runs one history and checks the three properties; the error describes what broke.
+fn check_history(ops: &[Op], read_limit: usize) -> Result<(), String> {
+    let deployment = Deployment::new();
+    let mut engine = deployment.engine(read_limit);
+    let mut logical_changes = 0u64;
+    let mut trace = String::new();
+    for op in ops {
+        if let Op::Step = op {
+            let report = engine
+                .step()
+                .map_err(|error| format!("step failed: {error:#}"))?;
+            let _ = writeln!(trace, "  step: {report:?}");
+        } else if deployment.edit(op) {
+            logical_changes += 1;
+            let _ = writeln!(trace, "  {op:?}");
+        } else {
+            let _ = writeln!(trace, "  {op:?} (changed nothing)");
+        }
+    }
+    let steps = settle(&mut engine)?;
+    let _ = writeln!(trace, "  settled in {steps} step(s)");
+
+    let erp = deployment.table(Which::Erp);
+    let crm = deployment.table(Which::Crm);
+    let (_, counters) = engine.counters().into_iter().next().expect("one map");
+    let open_errors = engine
+        .store()
+        .open_error_count(MAP)
+        .map_err(|error| error.to_string())?;
+    let context = || {
+        format!(
+            "read limit {read_limit}; history:\n{trace}ERP: {erp:?}\nCRM: {crm:?}\n\
+             counters: {counters:?}; open errors: {open_errors}"
+        )
+    };
+    if erp != crm {
+        return Err(format!(
+            "(a) the sides differ through the map\n{}",
+            context()
+        ));
+    }
+    if open_errors != 0 {
+        return Err(format!("(a) changes went to the error queue\n{}", context()));
+    }
+    let written = counters.written_to_crm + counters.written_to_erp;
+    if written > logical_changes {
+        return Err(format!(
+            "(b) echo amplification: {written} rows written for {logical_changes} logical \
+             change(s)\n{}",
+            context()
+        ));
+    }
+    let logs = (
+        deployment.change_log_len(Which::Erp),
+        deployment.change_log_len(Which::Crm),
+    );
+    if logs != (0, 0) {
+        return Err(format!(
+            "(c) change logs not empty after settling (erp, crm) = {logs:?}\n{}",
+            context()
+        ));
+    }
+    Ok(())
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let side = prop_oneof![Just(Which::Erp), Just(Which::Crm)];
+    let fields = prop_oneof![
+        Just(Fields::Description),
+        Just(Fields::Tax),
+        Just(Fields::Both)
+    ];
+    prop_oneof![
+        5 => (side.clone(), 0..KEYS.len(), 0..DESCRIPTIONS.len(), 0..TAXES.len(), fields)
+            .prop_map(|(side, key, description, tax, fields)| Op::Write {
+                side,
+                key,
+                description,
+                tax,
+                fields,
+            }),
+        2 => (side, 0..KEYS.len()).prop_map(|(side, key)| Op::Delete { side, key }),
+        2 => Just(Op::Step),
+    ]
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(32)
+}
+
+#[test]
+fn random_concurrent_edits_on_both_sides_converge_without_echo() {
+    let mut runner = TestRunner::new(Config {
+        cases: cases(),
+        // Minimized failures are kept as the `regression_*` tests below, not in files.
+        failure_persistence: None,
+        max_shrink_time: 120_000,
+        ..Config::default()
+    });
+    let strategy = (
+        prop::collection::vec(op_strategy(), 8..48),
+        prop_oneof![Just(1usize), Just(2), Just(3), Just(5_000)],
+    );
+    let started = Instant::now();
+    let result = runner.run(&strategy, |(ops, read_limit)| {
+        check_history(&ops, read_limit).map_err(TestCaseError::fail)
+    });
+    eprintln!("{} case(s) in {:?}", cases(), started.elapsed());
+    if let Err(error) = result {
+        match error {
+            TestError::Fail(reason, (ops, read_limit)) => panic!(
+                "minimal failing history (read limit {read_limit}): {ops:#?}\n{reason}"
+            ),
+            TestError::Abort(reason) => panic!("aborted: {reason}"),
+        }
+    }
+}
+
+/// An insert (or, if the row exists, an update of both fields) on `side`.
+fn write(side: Which, key: usize, description: usize, tax: usize) -> Op {
+    Op::Write {
+        side,
+        key,
+        description,
+        tax,
+        fields: Fields::Both,
+    }
+}
+
+/// An update of the description only.
+fn describe(side: Which, key: usize, description: usize) -> Op {
+    Op::Write {
+        side,
+        key,
+        description,
+        tax: 0,
+        fields: Fields::Description,
+    }
+}
+
+fn replay(ops: &[Op]) {
+    for read_limit in [5_000, 1] {
+        if let Err(failure) = check_history(ops, read_limit) {
+            panic!("{failure}");
+        }
+    }
+}
+
+#[test]
+fn regression_the_same_key_inserted_on_both_sides() {
+    replay(&[write(Which::Erp, 0, 1, 2), write(Which::Crm, 0, 2, 1)]);
+}
+
+#[test]
+fn regression_the_same_field_updated_on_both_sides() {
+    replay(&[
+        write(Which::Erp, 0, 1, 2),
+        Op::Step,
+        describe(Which::Erp, 0, 2),
+        describe(Which::Crm, 0, 3),
+    ]);
+}
+
+#[test]
+fn regression_an_update_and_its_undo_in_one_batch() {
+    replay(&[
+        write(Which::Erp, 0, 1, 2),
+        Op::Step,
+        describe(Which::Erp, 0, 2),
+        describe(Which::Erp, 0, 1),
+    ]);
+}
+
+#[test]
+fn regression_a_delete_and_the_same_row_inserted_again_in_one_batch() {
+    replay(&[
+        write(Which::Erp, 0, 1, 2),
+        Op::Step,
+        Op::Delete {
+            side: Which::Erp,
+            key: 0,
+        },
+        write(Which::Erp, 0, 1, 2),
+    ]);
+}
+
+#[test]
+fn regression_a_delete_on_the_erp_side_and_an_update_on_the_crm_side() {
+    replay(&[
+        write(Which::Erp, 0, 1, 2),
+        Op::Step,
+        Op::Delete {
+            side: Which::Erp,
+            key: 0,
+        },
+        describe(Which::Crm, 0, 3),
+    ]);
+}
+
+#[test]
+fn regression_a_delete_on_the_crm_side_and_an_update_on_the_erp_side() {
+    replay(&[
+        write(Which::Erp, 0, 1, 2),
+        Op::Step,
+        Op::Delete {
+            side: Which::Crm,
+            key: 0,
+        },
+        describe(Which::Erp, 0, 3),
+    ]);
+}
