@@ -98,12 +98,10 @@ impl Engine {
         let master = master_side(&self.maps[index].plan);
         let progress = self.store.initial_sync(map)?;
         let side_progress = |side: Side| {
-            progress
-                .as_ref()
-                .and_then(|progress| match side {
-                    Side::Erp => progress.erp.clone(),
-                    Side::Crm => progress.crm.clone(),
-                })
+            progress.as_ref().and_then(|progress| match side {
+                Side::Erp => progress.erp.clone(),
+                Side::Crm => progress.crm.clone(),
+            })
         };
         let order = [master, master.other()];
         let Some(&side) = order
@@ -140,7 +138,11 @@ impl Engine {
             endpoint
                 .key
                 .iter()
-                .map(|column| row.get(column).cloned().unwrap_or(crate::change::Value::Null))
+                .map(|column| {
+                    row.get(column)
+                        .cloned()
+                        .unwrap_or(crate::change::Value::Null)
+                })
                 .collect::<Vec<_>>()
         });
         let mut changes = Vec::with_capacity(rows.len());
@@ -148,7 +150,11 @@ impl Engine {
             let key: Vec<_> = endpoint
                 .key
                 .iter()
-                .map(|column| row.get(column).cloned().unwrap_or(crate::change::Value::Null))
+                .map(|column| {
+                    row.get(column)
+                        .cloned()
+                        .unwrap_or(crate::change::Value::Null)
+                })
                 .collect();
             // The other side's rows that the master pass linked are merged already.
             if side != master && self.store.link(map, side, &key)?.is_some() {

@@ -20,6 +20,7 @@
 mod initial;
 mod lookups;
 mod process;
+mod retry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,8 +41,8 @@ use crate::state::{
     MapTransition, NewError, QueueRemoval, SqliteStateStore, StateStore, StoredChange,
 };
 
-use lookups::{EngineLookups, EntityLocation};
 pub use initial::InitialSyncStatus;
+use lookups::{EngineLookups, EntityLocation};
 pub use process::MapCounters;
 
 /// Tuning of the loop.
@@ -56,6 +57,11 @@ pub struct EngineOptions {
     pub min_backoff: Duration,
     /// Longest retry delay for an unreachable side.
     pub max_backoff: Duration,
+    /// When a change that failed with a retryable error is first retried (then with
+    /// doubling delays up to five minutes).
+    pub first_retry: Duration,
+    /// How often due retries are looked for.
+    pub retry_scan: Duration,
 }
 
 impl Default for EngineOptions {
@@ -65,6 +71,8 @@ impl Default for EngineOptions {
             idle_wait: Duration::from_millis(2),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
+            first_retry: Duration::from_secs(5),
+            retry_scan: Duration::from_secs(1),
         }
     }
 }
@@ -104,6 +112,8 @@ pub(crate) struct MapRun {
     pub(crate) runner: MapPluginRunner,
     pub(crate) mode: MapMode,
     pub(crate) counters: MapCounters,
+    /// When a retryable error of this map is first retried.
+    pub(crate) first_retry: Duration,
     /// Changes in the map's durable queue. While any wait there, new changes queue
     /// behind them, so a row's changes are applied in commit order.
     pub(crate) queued: u64,
@@ -115,6 +125,7 @@ pub struct Engine {
     sides: Vec<SideLink>,
     maps: Vec<MapRun>,
     options: EngineOptions,
+    last_retry_scan: Instant,
 }
 
 /// What one [`Engine::step`] did.
@@ -226,6 +237,7 @@ impl Engine {
                 runner,
                 mode,
                 counters: MapCounters::default(),
+                first_retry: options.first_retry,
                 queued,
             });
         }
@@ -254,6 +266,7 @@ impl Engine {
             sides,
             maps,
             options,
+            last_retry_scan: Instant::now(),
         })
     }
 
@@ -335,6 +348,10 @@ impl Engine {
             if self.maps[index].mode == MapMode::Running && self.maps[index].queued > 0 {
                 report.written += self.drain_queue(index)?;
             }
+        }
+        if self.last_retry_scan.elapsed() >= self.options.retry_scan {
+            self.last_retry_scan = Instant::now();
+            report.written += self.retry_due_errors()?;
         }
         Ok(report)
     }

@@ -616,9 +616,8 @@ fn fail(
     plugin_version: &str,
 ) {
     map.counters.errors += 1;
-    let next_retry = error
-        .retryable
-        .then(|| Utc::now() + chrono::Duration::seconds(5));
+    let delay = chrono::Duration::from_std(map.first_retry).unwrap_or(chrono::Duration::seconds(5));
+    let next_retry = error.retryable.then(|| Utc::now() + delay);
     commit.errors.push(NewError {
         change: change.clone(),
         error,
