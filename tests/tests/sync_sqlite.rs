@@ -422,7 +422,9 @@ fn initial_sync_merges_existing_rows_with_the_master_winning() {
         "erp.db",
         "UPDATE CustCustomerGroup SET DESCRIPTION = 'Wholesale (live)' WHERE CUSTOMERGROUPID = '10';",
     );
-    engine.step().expect("live change queues behind the initial sync");
+    engine
+        .step()
+        .expect("live change queues behind the initial sync");
     let status = engine
         .initial_sync("customer-groups", 2, "test", &mut |status| {
             reports.push(status.clone())
@@ -438,16 +440,41 @@ fn initial_sync_merges_existing_rows_with_the_master_winning() {
     assert_eq!(
         crm_groups(&deployment),
         vec![
-            vec![text("USMF"), text("10"), text("Wholesale (live)"), "Integer(1)".into()],
-            vec![text("USMF"), text("20"), text("Retail"), "Integer(0)".into()],
-            vec![text("USMF"), text("30"), text("Export"), "Integer(0)".into()],
-            vec![text("USMF"), text("40"), text("CRM only"), "Integer(1)".into()],
+            vec![
+                text("USMF"),
+                text("10"),
+                text("Wholesale (live)"),
+                "Integer(1)".into()
+            ],
+            vec![
+                text("USMF"),
+                text("20"),
+                text("Retail"),
+                "Integer(0)".into()
+            ],
+            vec![
+                text("USMF"),
+                text("30"),
+                text("Export"),
+                "Integer(0)".into()
+            ],
+            vec![
+                text("USMF"),
+                text("40"),
+                text("CRM only"),
+                "Integer(1)".into()
+            ],
         ]
     );
     assert_eq!(
         erp_groups(&deployment),
         vec![
-            vec![text("USMF"), text("10"), text("Wholesale (live)"), text("yes")],
+            vec![
+                text("USMF"),
+                text("10"),
+                text("Wholesale (live)"),
+                text("yes")
+            ],
             vec![text("USMF"), text("20"), text("Retail"), text("no")],
             vec![text("USMF"), text("30"), text("Export"), text("no")],
             vec![text("USMF"), text("40"), text("CRM only"), text("yes")],
@@ -457,4 +484,40 @@ fn initial_sync_merges_existing_rows_with_the_master_winning() {
         engine.store().link_count("customer-groups").expect("links"),
         4
     );
+}
+
+#[test]
+fn a_row_changed_on_both_sides_is_a_conflict_the_policy_resolves() {
+    let deployment = Deployment::new();
+    let mut engine = deployment.engine();
+    deployment.execute(
+        "erp.db",
+        "INSERT INTO CustCustomerGroup VALUES ('USMF','10','Base','yes',NULL,NULL);",
+    );
+    settle(&mut engine);
+    // Both sides edit the same row before the engine sees either edit.
+    deployment.execute(
+        "crm.db",
+        "UPDATE msdyn_customergroups SET msdyn_description = 'CRM edit';",
+    );
+    deployment.execute(
+        "erp.db",
+        "UPDATE CustCustomerGroup SET DESCRIPTION = 'ERP edit';",
+    );
+    settle(&mut engine);
+    // side-wins with the ERP as winner: both sides end with the ERP's value.
+    assert_eq!(erp_groups(&deployment)[0][2], text("ERP edit"));
+    assert_eq!(crm_groups(&deployment)[0][2], text("ERP edit"));
+    let (_, counters) = engine.counters().into_iter().next().expect("one map");
+    assert!(counters.conflicts >= 1, "{counters:?}");
+    let conflicts = engine
+        .store()
+        .activity(&dualwrite::state::ActivityQuery {
+            map: Some("customer-groups".into()),
+            kind: Some(dualwrite::state::ActivityKind::Conflict),
+            limit: 100,
+            ..dualwrite::state::ActivityQuery::default()
+        })
+        .expect("activity");
+    assert!(!conflicts.is_empty(), "the conflict is recorded");
 }

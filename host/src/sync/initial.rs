@@ -178,12 +178,15 @@ impl Engine {
             0
         } else {
             let store = self.store.clone();
+            let (source_writer, target_writer) =
+                super::writer_pair(&mut self.sides, source, target);
             process::process(
                 &mut self.maps[index],
                 side,
                 &changes,
                 store.as_ref(),
-                self.sides[target].writer.as_mut(),
+                source_writer,
+                target_writer,
                 &mut commit,
             )
             .with_context(|| format!("map {map}: initial sync"))?

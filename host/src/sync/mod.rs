@@ -391,13 +391,16 @@ impl Engine {
                     .map(|entry| entry.change.clone())
                     .collect();
                 let target = self.side_index(&self.maps[index].plan.endpoint(role.other()).side);
+                let source = self.side_index(&self.maps[index].plan.endpoint(role).side);
                 let store = self.store.clone();
+                let (source_writer, target_writer) = writer_pair(&mut self.sides, source, target);
                 let result = process::process(
                     &mut self.maps[index],
                     role,
                     &changes,
                     store.as_ref(),
-                    self.sides[target].writer.as_mut(),
+                    source_writer,
+                    target_writer,
                     &mut commit,
                 );
                 match result {
@@ -569,15 +572,18 @@ impl Engine {
             .side
             .clone();
         let target_index = self.side_index(&target_side);
+        let source_index = self.side_index(&self.maps[map_index].plan.endpoint(role).side);
         let store = self.store.clone();
         let map = &mut self.maps[map_index];
-        let target = &mut self.sides[target_index];
+        let (source_writer, target_writer) =
+            writer_pair(&mut self.sides, source_index, target_index);
         match process::process(
             map,
             role,
             changes,
             store.as_ref(),
-            target.writer.as_mut(),
+            source_writer,
+            target_writer,
             commit,
         ) {
             Ok(written) => Ok(written),
@@ -698,6 +704,25 @@ impl Engine {
             .iter_mut()
             .find(|run| run.plan.name == map)
             .with_context(|| format!("no map named {map}"))
+    }
+}
+
+/// The writers of two different sides at once (source and target of a batch).
+fn writer_pair(
+    sides: &mut [SideLink],
+    source: usize,
+    target: usize,
+) -> (&mut dyn ApplyBatch, &mut dyn ApplyBatch) {
+    assert_ne!(
+        source, target,
+        "a side plays one role, so source and target differ"
+    );
+    if source < target {
+        let (low, high) = sides.split_at_mut(target);
+        (low[source].writer.as_mut(), high[0].writer.as_mut())
+    } else {
+        let (low, high) = sides.split_at_mut(source);
+        (high[0].writer.as_mut(), low[target].writer.as_mut())
     }
 }
 

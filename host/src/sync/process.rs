@@ -170,6 +170,7 @@ pub(crate) fn process(
     role: Side,
     changes: &[StoredChange],
     store: &dyn StateStore,
+    source: &mut dyn ApplyBatch,
     writer: &mut dyn ApplyBatch,
     commit: &mut BatchCommit,
 ) -> Result<usize, SideError> {
@@ -205,17 +206,34 @@ pub(crate) fn process(
     let mut to_transform = Vec::new();
     let mut inputs = Vec::new();
     let mut images = Vec::new();
+    let source_entity = map.plan.endpoint(role).entity.clone();
     for (index, change) in changes.iter().enumerate() {
         let image = source_image(change, &source_key_columns);
         let declared = declared_image(&image, &source_spec);
         if change.op != ChangeOp::Delete
             && let Some(link) = link_of(&change.key)?
-            && link.source_image == declared
         {
-            // The row holds exactly what was last synced: our own write come back by
-            // another path, or a write that changed no mapped field.
-            map.counters.no_ops += 1;
-            continue;
+            if link.source_image == declared {
+                // The row holds exactly what was last synced: our own write come back
+                // by another path, or a write that changed no mapped field.
+                map.counters.no_ops += 1;
+                continue;
+            }
+            // A change captured before the engine wrote this row on its own side (the
+            // other side won a conflict, or a catch-up applied newer values) is stale:
+            // if the row now holds exactly what the engine last synced to it, the
+            // change has been superseded and must not travel back.
+            let key_image: RowImage = source_key_columns
+                .iter()
+                .cloned()
+                .zip(change.key.iter().cloned())
+                .collect();
+            if let Some(now) = source.read_row(&source_entity, &key_image)?
+                && declared_image(&now, &source_spec) == link.source_image
+            {
+                map.counters.no_ops += 1;
+                continue;
+            }
         }
         inputs.push(plugin_change(change, &image, &source_spec));
         to_transform.push(index);
@@ -304,16 +322,29 @@ pub(crate) fn process(
                 && changed_since(&view.target_image, current)
             {
                 map.counters.conflicts += 1;
-                match resolve_conflict(&map.plan.conflict, role, &source_image, current) {
+                let outcome = resolve_conflict(&map.plan.conflict, role, &source_image, current);
+                let note = match &outcome {
+                    ConflictOutcome::Apply => {
+                        "both sides changed the row; the policy applied this change"
+                    }
+                    ConflictOutcome::Skip => {
+                        "both sides changed the row; the policy kept the other side's version"
+                    }
+                    ConflictOutcome::Only(_) => {
+                        "both sides changed the row; each side's owned fields were kept"
+                    }
+                    ConflictOutcome::Park => "both sides changed the row; parked for an admin",
+                };
+                commit.activity.push(conflict_activity(
+                    &map_name,
+                    role,
+                    change,
+                    &plugin_version,
+                    note,
+                ));
+                match outcome {
                     ConflictOutcome::Apply => {}
                     ConflictOutcome::Skip => {
-                        commit.activity.push(conflict_activity(
-                            &map_name,
-                            role,
-                            change,
-                            &plugin_version,
-                            "the other side changed the row too; the policy kept its version",
-                        ));
                         failed = true;
                         break;
                     }

@@ -85,12 +85,14 @@ impl Engine {
         };
         let mut attempt = BatchCommit::default();
         let store = self.store.clone();
+        let (source_writer, target_writer) = super::writer_pair(&mut self.sides, source, target);
         let result = process::process(
             &mut self.maps[index],
             role,
             std::slice::from_ref(&change),
             store.as_ref(),
-            self.sides[target].writer.as_mut(),
+            source_writer,
+            target_writer,
             &mut attempt,
         );
         if let Err(error) = result {
