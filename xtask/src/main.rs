@@ -70,7 +70,15 @@ fn demo(args: &[String]) -> Result<()> {
     let plugins_dir = plugins()?;
     let mut command = cargo();
     command
-        .args(["run", "--release", "--locked", "--quiet", "--package", "dualwrite", "--"])
+        .args([
+            "run",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--package",
+            "dualwrite",
+            "--",
+        ])
         .arg("demo")
         .arg("--plugins")
         .arg(&plugins_dir)

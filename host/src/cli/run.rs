@@ -53,7 +53,8 @@ pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
         if report.captured == 0 {
             engine.wait_for_changes();
         }
-        if args.status_every > 0 && last_status.elapsed() >= Duration::from_secs(args.status_every) {
+        if args.status_every > 0 && last_status.elapsed() >= Duration::from_secs(args.status_every)
+        {
             last_status = Instant::now();
             for (map, counters) in engine.counters() {
                 eprintln!(

@@ -12,4 +12,6 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use self::dualwrite::table_map::host::{Host as HostImports, add_to_linker as add_host_to_linker};
+pub use self::dualwrite::table_map::host::{
+    Host as HostImports, add_to_linker as add_host_to_linker,
+};
