@@ -521,3 +521,42 @@ fn a_row_changed_on_both_sides_is_a_conflict_the_policy_resolves() {
         .expect("activity");
     assert!(!conflicts.is_empty(), "the conflict is recorded");
 }
+
+#[test]
+fn a_stopped_map_syncs_nothing_and_stays_stopped_across_a_restart() {
+    let deployment = Deployment::new();
+    {
+        let mut engine = deployment.engine();
+        engine.stop("customer-groups", "test").expect("stop");
+        deployment.execute(
+            "erp.db",
+            "INSERT INTO CustCustomerGroup VALUES ('USMF','10','While stopped','yes',NULL,NULL);",
+        );
+        settle(&mut engine);
+        assert!(crm_groups(&deployment).is_empty());
+        assert_eq!(
+            engine
+                .store()
+                .queue_depth("customer-groups")
+                .expect("depth"),
+            0
+        );
+    }
+    let mut engine = deployment.engine();
+    assert_eq!(
+        engine.map_modes(),
+        vec![(
+            "customer-groups".to_owned(),
+            dualwrite::state::MapMode::Stopped
+        )]
+    );
+    engine.play("customer-groups", "test").expect("play");
+    deployment.execute(
+        "erp.db",
+        "INSERT INTO CustCustomerGroup VALUES ('USMF','20','After play','no',NULL,NULL);",
+    );
+    settle(&mut engine);
+    let rows = crm_groups(&deployment);
+    assert_eq!(rows.len(), 1, "only the change made after play: {rows:?}");
+    assert_eq!(rows[0][2], text("After play"));
+}

@@ -47,6 +47,19 @@ pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
         engine.counters().len(),
         args.config.display()
     );
+    // A map whose initial sync was cut short (a crash, a kill) continues it first.
+    for (map, mode) in engine.map_modes() {
+        if mode == crate::state::MapMode::Initializing {
+            eprintln!("dualwrite: continuing the initial sync of {map}");
+            let status = engine.initial_sync(&map, 2_000, "engine restart", &mut |status| {
+                tracing::info!(map = %status.map, done = status.rows_done, total = status.rows_total, "initial sync");
+            })?;
+            eprintln!(
+                "dualwrite: {map}: initial sync done ({} rows)",
+                status.rows_done
+            );
+        }
+    }
     let mut last_status = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         let report = engine.step()?;

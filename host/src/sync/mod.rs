@@ -220,8 +220,23 @@ impl Engine {
                 erp_entity: map.erp.entity.clone(),
                 crm_entity: map.crm.entity.clone(),
             })?;
+            // A map registered just now starts stopped in the store; a map an admin
+            // stopped has a transition that says so and stays stopped.
+            let fresh = status.state.mode == MapMode::Stopped
+                && store
+                    .transitions(&map.name)?
+                    .iter()
+                    .all(|transition| transition.from.is_none());
             let mode = match status.state.mode {
-                MapMode::Stopped | MapMode::Error => {
+                MapMode::Stopped if fresh => {
+                    store.transition(MapTransition {
+                        map: map.name.clone(),
+                        to: MapState::online(MapMode::Running),
+                        cause: "engine started".to_owned(),
+                    })?;
+                    MapMode::Running
+                }
+                MapMode::Error => {
                     store.transition(MapTransition {
                         map: map.name.clone(),
                         to: MapState::online(MapMode::Running),
@@ -281,6 +296,48 @@ impl Engine {
             .iter()
             .map(|map| (map.plan.name.clone(), map.counters.clone()))
             .collect()
+    }
+
+    /// Each map's mode, in dependency order.
+    pub fn map_modes(&self) -> Vec<(String, MapMode)> {
+        self.maps
+            .iter()
+            .map(|map| (map.plan.name.clone(), map.mode))
+            .collect()
+    }
+
+    /// Stops `map`: its changes are no longer synced or queued (an initial sync brings
+    /// it back in step later). Recorded with its cause.
+    pub fn stop(&mut self, map: &str, by: &str) -> anyhow::Result<()> {
+        let current = self.store.map_status(map)?.state;
+        let run = self.map_mut(map)?;
+        run.mode = MapMode::Stopped;
+        self.store.transition(MapTransition {
+            map: map.to_owned(),
+            to: MapState {
+                mode: MapMode::Stopped,
+                ..current
+            },
+            cause: format!("{by}: stop"),
+        })?;
+        Ok(())
+    }
+
+    /// Starts a stopped `map` again: live from now on (run an initial sync to bring
+    /// over what changed while it was stopped).
+    pub fn play(&mut self, map: &str, by: &str) -> anyhow::Result<()> {
+        let current = self.store.map_status(map)?.state;
+        let run = self.map_mut(map)?;
+        run.mode = MapMode::Running;
+        self.store.transition(MapTransition {
+            map: map.to_owned(),
+            to: MapState {
+                mode: MapMode::Running,
+                ..current
+            },
+            cause: format!("{by}: play"),
+        })?;
+        Ok(())
     }
 
     /// The names of the sides that are offline now, with why.
@@ -520,7 +577,7 @@ impl Engine {
             if batch.is_empty() {
                 continue;
             }
-            if !map.plan.flows_from(role) {
+            if !map.plan.flows_from(role) || map.mode == MapMode::Stopped {
                 continue;
             }
             self.maps[map_index].counters.captured(role, batch.len());
