@@ -185,6 +185,7 @@ impl Engine {
                 side,
                 &changes,
                 store.as_ref(),
+                &mut self.links,
                 source_writer,
                 target_writer,
                 &mut commit,
@@ -200,7 +201,7 @@ impl Engine {
             rows_total: Some(total),
             complete: rows.len() < chunk,
         });
-        self.store.commit(&commit)?;
+        self.commit(&commit)?;
         let other_total = side_progress(side.other())
             .and_then(|p| p.rows_total)
             .unwrap_or_default();

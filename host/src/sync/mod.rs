@@ -18,6 +18,7 @@
 //! returns, so nothing is lost.
 
 mod initial;
+mod links;
 mod lookups;
 mod process;
 mod retry;
@@ -44,6 +45,9 @@ use crate::state::{
 pub use initial::InitialSyncStatus;
 use lookups::{EngineLookups, EntityLocation};
 pub use process::MapCounters;
+
+/// Most links kept in memory (each twice, under both keys).
+const LINK_CACHE_ENTRIES: usize = 400_000;
 
 /// Tuning of the loop.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +130,7 @@ pub struct Engine {
     maps: Vec<MapRun>,
     options: EngineOptions,
     last_retry_scan: Instant,
+    links: links::LinkCache,
 }
 
 /// What one [`Engine::step`] did.
@@ -282,7 +287,15 @@ impl Engine {
             maps,
             options,
             last_retry_scan: Instant::now(),
+            links: links::LinkCache::new(LINK_CACHE_ENTRIES),
         })
+    }
+
+    /// Commits a batch to the state store and, once it is durable, to the link cache.
+    fn commit(&mut self, commit: &BatchCommit) -> Result<(), crate::state::StateError> {
+        self.store.commit(commit)?;
+        self.links.apply(commit);
+        Ok(())
     }
 
     /// The state store.
@@ -456,6 +469,7 @@ impl Engine {
                     role,
                     &changes,
                     store.as_ref(),
+                    &mut self.links,
                     source_writer,
                     target_writer,
                     &mut commit,
@@ -471,7 +485,7 @@ impl Engine {
                 }
                 start = end;
             }
-            self.store.commit(&commit)?;
+            self.commit(&commit)?;
             self.maps[index].queued = self.maps[index].queued.saturating_sub(queued.len() as u64);
         }
     }
@@ -603,8 +617,7 @@ impl Engine {
             map: None,
             position: last,
         });
-        self.store
-            .commit(&commit)
+        self.commit(&commit)
             .map_err(|error| StepError::Fatal(error.into()))?;
         let side = &mut self.sides[index];
         side.checkpoint = last;
@@ -639,6 +652,7 @@ impl Engine {
             role,
             changes,
             store.as_ref(),
+            &mut self.links,
             source_writer,
             target_writer,
             commit,
@@ -739,7 +753,7 @@ impl Engine {
                         ),
                     ));
                 }
-                self.store.commit(&commit)?;
+                self.commit(&commit)?;
                 self.maps[index].queued =
                     self.maps[index].queued.saturating_sub(queued.len() as u64);
             },

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use chrono::Utc;
 
 use super::MapRun;
+use super::links::{CachedLink, LinkCache, key_id};
 use crate::apply::{ApplyBatch, RowWrite};
 use crate::capture::{CapturedChange, RowImage, SideError};
 use crate::change::{
@@ -170,6 +171,7 @@ pub(crate) fn process(
     role: Side,
     changes: &[StoredChange],
     store: &dyn StateStore,
+    link_cache: &mut LinkCache,
     source: &mut dyn ApplyBatch,
     writer: &mut dyn ApplyBatch,
     commit: &mut BatchCommit,
@@ -183,23 +185,30 @@ pub(crate) fn process(
     let plugin_version = map.runner.plugin().hash().short();
     let map_name = map.plan.name.clone();
 
-    // Links as this batch sees them, by source key.
-    let mut links: HashMap<String, Option<LinkView>> = HashMap::new();
+    // Links as committed (the cache, else the store), by source key.
     let mut link_of = |key: &Key| -> Result<Option<LinkView>, SideError> {
-        if let Some(view) = links.get(&key_id(key)) {
-            return Ok(view.clone());
-        }
-        let stored = store
-            .link(&map_name, role, key)
-            .map_err(|error| unavailable(format!("reading links: {error}")))?;
-        let view = stored.map(|link| LinkView {
+        let cached = match link_cache.get(&map_name, role, key) {
+            Some(cached) => cached,
+            None => {
+                let stored = store
+                    .link(&map_name, role, key)
+                    .map_err(|error| unavailable(format!("reading links: {error}")))?;
+                let link = stored.map(|link| CachedLink {
+                    erp_key: link.erp_key,
+                    crm_key: link.crm_key,
+                    erp_image: link.erp_image,
+                    crm_image: link.crm_image,
+                });
+                link_cache.remember(&map_name, role, key, link.clone());
+                link
+            }
+        };
+        Ok(cached.map(|link| LinkView {
             source_key: link.key(role).clone(),
             target_key: link.key(target_role).clone(),
             source_image: link.image(role).clone(),
             target_image: link.image(target_role).clone(),
-        });
-        links.insert(key_id(key), view.clone());
-        Ok(view)
+        }))
     };
 
     // Echo check and the plugin's input.
@@ -656,11 +665,6 @@ fn fail(
         conflict: None,
         plugin_version: Some(plugin_version.to_owned()),
     });
-}
-
-/// A key as a map key: its values' JSON form, exact for every kind.
-fn key_id(key: &Key) -> String {
-    serde_json::Value::Array(key.iter().map(crate::replay::value_to_json).collect()).to_string()
 }
 
 fn unavailable(message: String) -> SideError {

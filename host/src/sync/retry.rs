@@ -79,7 +79,7 @@ impl Engine {
                     by: "engine".to_owned(),
                     reason: "the row no longer exists on its source side".to_owned(),
                 });
-                self.store.commit(&commit)?;
+                self.commit(&commit)?;
                 return Ok(false);
             }
         };
@@ -91,6 +91,7 @@ impl Engine {
             role,
             std::slice::from_ref(&change),
             store.as_ref(),
+            &mut self.links,
             source_writer,
             target_writer,
             &mut attempt,
@@ -124,7 +125,7 @@ impl Engine {
         }
         commit.links.append(&mut attempt.links);
         commit.activity.append(&mut attempt.activity);
-        self.store.commit(&commit)?;
+        self.commit(&commit)?;
         Ok(applied)
     }
 }
