@@ -11,7 +11,10 @@
 //! - the [`Host`] trait through which a plugin logs, translates keys through the engine's
 //!   links and reads rows for lookups;
 //! - [`testing::FakeHost`], so the same plugin code runs natively under `cargo test`
-//!   with recorded links and rows, no Wasm and no database needed.
+//!   with recorded links and rows, no Wasm and no database needed;
+//! - [`table`], a data-driven toolkit for the usual map: declare both sides' fields and
+//!   the mapping lines (copies, value maps, lookups through links, constants) and the
+//!   standard config options, and let a [`table::Table`] carry each change across.
 //!
 //! ```
 //! use dualwrite_guest::{Change, Descriptor, EntitySpec, Host, MapPlugin, Outcome, Write, ValueKind};
@@ -37,6 +40,7 @@
 mod host;
 mod types;
 
+pub mod table;
 pub mod testing;
 
 #[cfg(target_arch = "wasm32")]

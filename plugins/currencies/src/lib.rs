@@ -15,17 +15,14 @@
 //! not filtered. Currencies are shared by all companies: the key is the currency code
 //! alone, and the map has no config options.
 
-mod config;
-mod mapping;
 #[cfg(test)]
 mod tests;
 
-use dualwrite_guest::{
-    Change, ConfigError, Descriptor, Direction, FieldId, Host, MapPlugin, Outcome, Side, ValueKind,
+use dualwrite_guest::table::{
+    Carry, CommonConfig, ConfigOptions, Constant, FieldDef, KeyFields, Line, Table, both, field,
+    key, to_crm,
 };
-
-use config::Config;
-use mapping::{Carry, Constant, FieldDef, Line, Table};
+use dualwrite_guest::{Change, ConfigError, Descriptor, Host, MapPlugin, Outcome, Side, ValueKind};
 
 /// Field ids of the ERP side (`Currencies`), as `describe` declares them.
 pub mod erp {
@@ -64,22 +61,6 @@ pub const EXCHANGE_RATE: &str = "1.0000000000";
 /// `CURRENCYCODE` of the ERP changes the source filter excludes.
 const FILTERED_CURRENCY_CODE: &str = "999";
 
-const fn field(name: &'static str, kind: ValueKind) -> FieldDef {
-    FieldDef {
-        name,
-        kind,
-        key: false,
-    }
-}
-
-const fn key(name: &'static str) -> FieldDef {
-    FieldDef {
-        name,
-        kind: ValueKind::Text,
-        key: true,
-    }
-}
-
 static ERP_FIELDS: [FieldDef; 3] = [
     key("CURRENCYCODE"),
     field("NAME", ValueKind::Text),
@@ -93,15 +74,6 @@ static CRM_FIELDS: [FieldDef; 4] = [
     field("exchangerate", ValueKind::Decimal),
 ];
 
-const fn both(erp: FieldId, crm: FieldId, carry: Carry) -> Line {
-    Line {
-        erp,
-        crm,
-        direction: Direction::Both,
-        carry,
-    }
-}
-
 /// The 4 lines of the reference map, in its order.
 static LINES: [Line; 4] = [
     both(erp::CURRENCYCODE, crm::ISOCURRENCYCODE, Carry::Key),
@@ -109,21 +81,31 @@ static LINES: [Line; 4] = [
     both(erp::SYMBOL, crm::CURRENCYSYMBOL, Carry::Copy),
     // `none >> exchangerate`: triggered by the currency code, so the constant is written
     // with the whole row (inserts, key changes, unknown changed fields) and not on
-    // field-level updates.
-    Line {
-        erp: erp::CURRENCYCODE,
-        crm: crm::EXCHANGERATE,
-        direction: Direction::ToCrm,
-        carry: Carry::Constant(Constant::Decimal(EXCHANGE_RATE)),
-    },
+    // field-level updates. Described with its value (`constant 1.0000000000`).
+    to_crm(
+        erp::CURRENCYCODE,
+        crm::EXCHANGERATE,
+        Carry::ShownConstant(Constant::Decimal(EXCHANGE_RATE)),
+    ),
 ];
 
 static TABLE: Table = Table {
+    erp_entity: ERP_ENTITY,
+    crm_entity: CRM_ENTITY,
     erp: &ERP_FIELDS,
     crm: &CRM_FIELDS,
-    erp_key: erp::CURRENCYCODE,
-    crm_key: crm::ISOCURRENCYCODE,
+    erp_key: KeyFields::code(erp::CURRENCYCODE),
+    crm_key: KeyFields::code(crm::ISOCURRENCYCODE),
     lines: &LINES,
+};
+
+/// The config: none. Currencies are shared by every company and the map has no lookups,
+/// so only `{}` is accepted.
+const OPTIONS: ConfigOptions = ConfigOptions {
+    description: Some(
+        "The currencies map has no options: currencies are not per company and the map has no lookups.",
+    ),
+    ..ConfigOptions::NONE
 };
 
 /// The Currencies map plugin. Config: see `describe().config_schema` (no options).
@@ -132,37 +114,31 @@ pub struct Currencies;
 
 impl MapPlugin for Currencies {
     fn configure(&mut self, config: &str) -> Result<(), ConfigError> {
-        Config::parse(config)?;
+        OPTIONS.parse(config)?;
         Ok(())
     }
 
     fn describe(&self) -> Descriptor {
-        let mut descriptor = Descriptor::new(
-            "currencies",
-            "1.0.0",
-            "Syncs currencies between the ERP Currencies entity and CRM transactioncurrencies, both ways, except ERP currency 999.",
-        )
-        .erp(TABLE.entity_spec(Side::Erp, ERP_ENTITY))
-        .crm(TABLE.entity_spec(Side::Crm, CRM_ENTITY))
-        .config_schema(config::SCHEMA);
-        descriptor.mappings = TABLE.mappings();
-        descriptor
+        TABLE
+            .describe(Descriptor::new(
+                "currencies",
+                "1.0.0",
+                "Syncs currencies between the ERP Currencies entity and CRM transactioncurrencies, both ways, except ERP currency 999.",
+            ))
+            .config_schema(&OPTIONS.schema())
     }
 
-    fn transform(&self, change: &Change, _host: &dyn Host) -> Outcome {
+    fn transform(&self, change: &Change, host: &dyn Host) -> Outcome {
         let key = match TABLE.row_key(change) {
             Ok(key) => key,
             Err(failed) => return failed,
         };
         // Source filter ((CURRENCYCODE != "999")), ERP side only.
-        if change.source == Side::Erp && key.code_text == FILTERED_CURRENCY_CODE {
+        if change.source == Side::Erp && key.code_text() == FILTERED_CURRENCY_CODE {
             return Outcome::Filtered;
         }
-        if change.is_delete() {
-            TABLE.delete(change, &key)
-        } else {
-            TABLE.upsert(change, &key)
-        }
+        // The config of `{}`; it allocates nothing.
+        TABLE.carry(change, &key, host, &CommonConfig::new())
     }
 }
 

@@ -14,17 +14,13 @@
 //! Both sides are keyed by (company, group id); only companies the config lists are
 //! synced.
 
-mod config;
-mod mapping;
 #[cfg(test)]
 mod tests;
 
-use dualwrite_guest::{
-    Change, ConfigError, Descriptor, Direction, FieldId, Host, MapPlugin, Outcome, Side, ValueKind,
+use dualwrite_guest::table::{
+    Carry, CommonConfig, ConfigOptions, FieldDef, KeyFields, Line, Table, Target, both, field, key,
 };
-
-use config::Config;
-use mapping::{Carry, FieldDef, Line, Table, Target};
+use dualwrite_guest::{Change, ConfigError, Descriptor, Host, MapPlugin, Outcome, ValueKind};
 
 /// Field ids of the ERP side (`CustCustomerGroup`), as `describe` declares them.
 pub mod erp {
@@ -67,22 +63,6 @@ pub const ERP_ENTITY: &str = "CustCustomerGroup";
 /// The CRM entity.
 pub const CRM_ENTITY: &str = "msdyn_customergroups";
 
-const fn field(name: &'static str, kind: ValueKind) -> FieldDef {
-    FieldDef {
-        name,
-        kind,
-        key: false,
-    }
-}
-
-const fn key(name: &'static str) -> FieldDef {
-    FieldDef {
-        name,
-        kind: ValueKind::Text,
-        key: true,
-    }
-}
-
 static ERP_FIELDS: [FieldDef; 6] = [
     key("DATAAREAID"),
     key("CUSTOMERGROUPID"),
@@ -108,15 +88,6 @@ static TERMS_OF_PAYMENT: Target = Target {
     per_company: true,
 };
 
-const fn both(erp: FieldId, crm: FieldId, carry: Carry) -> Line {
-    Line {
-        erp,
-        crm,
-        direction: Direction::Both,
-        carry,
-    }
-}
-
 /// The 5 lines of the reference map, in its order.
 static LINES: [Line; 5] = [
     both(erp::CUSTOMERGROUPID, crm::MSDYN_GROUPID, Carry::Key),
@@ -139,53 +110,44 @@ static LINES: [Line; 5] = [
 ];
 
 static TABLE: Table = Table {
+    erp_entity: ERP_ENTITY,
+    crm_entity: CRM_ENTITY,
     erp: &ERP_FIELDS,
     crm: &CRM_FIELDS,
-    erp_key: [erp::DATAAREAID, erp::CUSTOMERGROUPID],
-    crm_key: [crm::MSDYN_COMPANY, crm::MSDYN_GROUPID],
+    erp_key: KeyFields::company_code(erp::DATAAREAID, erp::CUSTOMERGROUPID),
+    crm_key: KeyFields::company_code(crm::MSDYN_COMPANY, crm::MSDYN_GROUPID),
     lines: &LINES,
 };
+
+/// The config: which companies the map syncs and whether lookups are translated.
+const OPTIONS: ConfigOptions = ConfigOptions::STANDARD;
 
 /// The Customer groups map plugin. Config: see `describe().config_schema`.
 #[derive(Debug, Default)]
 pub struct CustomerGroups {
-    config: Config,
+    config: CommonConfig,
 }
 
 impl MapPlugin for CustomerGroups {
     fn configure(&mut self, config: &str) -> Result<(), ConfigError> {
-        self.config = Config::parse(config)?;
+        self.config = OPTIONS.parse(config)?;
         Ok(())
     }
 
     fn describe(&self) -> Descriptor {
-        let mut descriptor = Descriptor::new(
-            "customer-groups",
-            "1.0.0",
-            "Syncs customer groups between the ERP CustCustomerGroup entity and CRM msdyn_customergroups, both ways, per company.",
-        )
-        .erp(TABLE.entity_spec(Side::Erp, ERP_ENTITY))
-        .crm(TABLE.entity_spec(Side::Crm, CRM_ENTITY))
-        .config_schema(config::SCHEMA)
-        .depends_on("terms-of-payment")
-        .depends_on("legal-entities");
-        descriptor.mappings = TABLE.mappings();
-        descriptor
+        TABLE
+            .describe(Descriptor::new(
+                "customer-groups",
+                "1.0.0",
+                "Syncs customer groups between the ERP CustCustomerGroup entity and CRM msdyn_customergroups, both ways, per company.",
+            ))
+            .config_schema(&OPTIONS.schema())
+            .depends_on("terms-of-payment")
+            .depends_on("legal-entities")
     }
 
     fn transform(&self, change: &Change, host: &dyn Host) -> Outcome {
-        let key = match TABLE.row_key(change) {
-            Ok(key) => key,
-            Err(failed) => return failed,
-        };
-        if !self.config.syncs_company(key.company_code) {
-            return Outcome::Filtered;
-        }
-        if change.is_delete() {
-            TABLE.delete(change, &key)
-        } else {
-            TABLE.upsert(change, &key, &self.config, host)
-        }
+        TABLE.transform(change, host, &self.config)
     }
 }
 

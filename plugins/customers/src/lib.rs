@@ -19,19 +19,18 @@
 //! `customertypecode` is 3 (persons are the contacts map's job), and only companies the
 //! config lists. Both sides are keyed by (company, account number).
 
-mod config;
-mod mapping;
 #[cfg(test)]
 mod tests;
 
+use dualwrite_guest::table::{
+    Carry, CommonConfig, ConfigOptions, Constant, FieldDef, KeyFields, Line, Table, Target, both,
+    field, key, to_crm, to_erp,
+};
 use dualwrite_guest::{
-    Change, ConfigError, Descriptor, Direction, FieldId, Host, MapPlugin, Outcome, Side, Value,
-    ValueKind,
+    Change, ConfigError, Descriptor, Host, MapPlugin, Outcome, Side, Value, ValueKind,
 };
 
 use ValueKind::{Boolean, Decimal, Integer, Text};
-use config::Config;
-use mapping::{Carry, Constant, FieldDef, Line, Table, Target};
 
 /// Field ids of the ERP side (`CustCustomerV3Entity`), as `describe` declares them.
 pub mod erp {
@@ -165,22 +164,6 @@ const ON_HOLD_STATUS: [(&str, i64); 6] = [
     ("never", 806_380_005),
 ];
 
-const fn field(name: &'static str, kind: ValueKind) -> FieldDef {
-    FieldDef {
-        name,
-        kind,
-        key: false,
-    }
-}
-
-const fn key(name: &'static str) -> FieldDef {
-    FieldDef {
-        name,
-        kind: ValueKind::Text,
-        key: true,
-    }
-}
-
 static ERP_FIELDS: [FieldDef; 25] = [
     key("DATAAREAID"),
     key("CUSTOMERACCOUNT"),
@@ -272,27 +255,13 @@ static CUSTOMERS: Target = Target {
     per_company: true,
 };
 
-const fn both(erp: FieldId, crm: FieldId, carry: Carry) -> Line {
-    Line {
-        erp,
-        crm,
-        direction: Direction::Both,
-        carry,
-    }
-}
-
 /// `SALESMEMO` <-> `description`. The `previous-version` feature builds the plugin as
 /// it was in 0.9.0, when the sales memo only flowed from ERP to CRM: a second, older
 /// build that tests and demos compare against (`dualwrite replay --against`).
 #[cfg(not(feature = "previous-version"))]
 const SALES_MEMO: Line = both(erp::SALESMEMO, crm::DESCRIPTION, Carry::Copy);
 #[cfg(feature = "previous-version")]
-const SALES_MEMO: Line = Line {
-    erp: erp::SALESMEMO,
-    crm: crm::DESCRIPTION,
-    direction: Direction::ToCrm,
-    carry: Carry::Copy,
-};
+const SALES_MEMO: Line = to_crm(erp::SALESMEMO, crm::DESCRIPTION, Carry::Copy);
 
 /// The plugin's version; see [`SALES_MEMO`].
 const VERSION: &str = if cfg!(feature = "previous-version") {
@@ -384,19 +353,17 @@ static LINES: [Line; 25] = [
     ),
     // `none >> customertypecode`: the constant is (re)written whenever PARTYTYPE, the
     // ERP filter field, may have changed, since the row may have just entered the filter.
-    Line {
-        erp: erp::PARTYTYPE,
-        crm: crm::CUSTOMERTYPECODE,
-        direction: Direction::ToCrm,
-        carry: Carry::Constant(Constant::Integer(CUSTOMER_TYPE_CODE)),
-    },
+    to_crm(
+        erp::PARTYTYPE,
+        crm::CUSTOMERTYPECODE,
+        Carry::Constant(Constant::Integer(CUSTOMER_TYPE_CODE)),
+    ),
     // `PARTYTYPE << none`: likewise, triggered by the CRM filter field.
-    Line {
-        erp: erp::PARTYTYPE,
-        crm: crm::CUSTOMERTYPECODE,
-        direction: Direction::ToErp,
-        carry: Carry::Constant(Constant::Text(ORGANIZATION)),
-    },
+    to_erp(
+        erp::PARTYTYPE,
+        crm::CUSTOMERTYPECODE,
+        Carry::Constant(Constant::Text(ORGANIZATION)),
+    ),
     both(
         erp::PARTYNUMBER,
         crm::MSDYN_PARTYID,
@@ -415,17 +382,22 @@ static LINES: [Line; 25] = [
 ];
 
 static TABLE: Table = Table {
+    erp_entity: ERP_ENTITY,
+    crm_entity: CRM_ENTITY,
     erp: &ERP_FIELDS,
     crm: &CRM_FIELDS,
-    erp_key: [erp::DATAAREAID, erp::CUSTOMERACCOUNT],
-    crm_key: [crm::MSDYN_COMPANY, crm::ACCOUNTNUMBER],
+    erp_key: KeyFields::company_code(erp::DATAAREAID, erp::CUSTOMERACCOUNT),
+    crm_key: KeyFields::company_code(crm::MSDYN_COMPANY, crm::ACCOUNTNUMBER),
     lines: &LINES,
 };
+
+/// The config: which companies the map syncs and whether lookups are translated.
+const OPTIONS: ConfigOptions = ConfigOptions::STANDARD;
 
 /// The Customers V3 (accounts) map plugin. Config: see `describe().config_schema`.
 #[derive(Debug, Default)]
 pub struct Customers {
-    config: Config,
+    config: CommonConfig,
 }
 
 impl Customers {
@@ -450,20 +422,18 @@ impl Customers {
 
 impl MapPlugin for Customers {
     fn configure(&mut self, config: &str) -> Result<(), ConfigError> {
-        self.config = Config::parse(config)?;
+        self.config = OPTIONS.parse(config)?;
         Ok(())
     }
 
     fn describe(&self) -> Descriptor {
-        let mut descriptor = Descriptor::new(
-            "customers",
-            VERSION,
-            "Syncs organization customers between the ERP Customers V3 entity and CRM accounts, both ways, per company.",
-        )
-        .erp(TABLE.entity_spec(Side::Erp, ERP_ENTITY))
-        .crm(TABLE.entity_spec(Side::Crm, CRM_ENTITY))
-        .config_schema(config::SCHEMA);
-        descriptor.mappings = TABLE.mappings();
+        let mut descriptor = TABLE
+            .describe(Descriptor::new(
+                "customers",
+                VERSION,
+                "Syncs organization customers between the ERP Customers V3 entity and CRM accounts, both ways, per company.",
+            ))
+            .config_schema(&OPTIONS.schema());
         for map in [
             "legal-entities",
             "currencies",
@@ -481,7 +451,7 @@ impl MapPlugin for Customers {
             Ok(key) => key,
             Err(failed) => return failed,
         };
-        if !self.config.syncs_company(key.company_code) {
+        if !self.config.syncs(&key) {
             return Outcome::Filtered;
         }
         match Self::is_organization(change) {
@@ -496,11 +466,13 @@ impl MapPlugin for Customers {
                 Side::Erp => erp::PARTYTYPE,
                 Side::Crm => crm::CUSTOMERTYPECODE,
             };
+            // An update of the filter field may have just brought the row into the
+            // filter: the other side gets the whole row.
             TABLE.upsert(
                 change,
                 &key,
-                &self.config,
                 host,
+                &self.config,
                 change.touches(filter_field),
             )
         }

@@ -11,17 +11,13 @@
 //! it is not striped itself. A change on the CRM side has no effect on the ERP (an empty
 //! write list), deletes included. Only legal entities the config lists are synced.
 
-mod config;
-mod mapping;
 #[cfg(test)]
 mod tests;
 
-use dualwrite_guest::{
-    Change, ConfigError, Descriptor, Direction, FieldId, Host, MapPlugin, Outcome, Side, ValueKind,
+use dualwrite_guest::table::{
+    Carry, CommonConfig, ConfigOptions, FieldDef, KeyFields, Line, Table, field, key, to_crm,
 };
-
-use config::Config;
-use mapping::{Carry, FieldDef, Line, Table};
+use dualwrite_guest::{Change, ConfigError, Descriptor, Host, MapPlugin, Outcome, ValueKind};
 
 /// Field ids of the ERP side (`CompanyInfo`), as `describe` declares them.
 pub mod erp {
@@ -48,87 +44,68 @@ pub const ERP_ENTITY: &str = "CompanyInfo";
 /// The CRM entity.
 pub const CRM_ENTITY: &str = "cdm_companies";
 
-const fn field(name: &'static str, kind: ValueKind) -> FieldDef {
-    FieldDef {
-        name,
-        kind,
-        key: false,
-    }
-}
-
-const fn key(name: &'static str) -> FieldDef {
-    FieldDef {
-        name,
-        kind: ValueKind::Text,
-        key: true,
-    }
-}
-
 static ERP_FIELDS: [FieldDef; 2] = [key("LEGALENTITYID"), field("NAME", ValueKind::Text)];
 
 static CRM_FIELDS: [FieldDef; 2] = [key("cdm_companycode"), field("cdm_name", ValueKind::Text)];
 
-const fn to_crm(erp: FieldId, crm: FieldId, carry: Carry) -> Line {
-    Line {
-        erp,
-        crm,
-        direction: Direction::ToCrm,
-        carry,
-    }
-}
-
-/// The 2 lines of the reference map, in its order.
+/// The 2 lines of the reference map, in its order. The key line flows one way, so the
+/// table carries nothing from CRM to ERP (deletes included).
 static LINES: [Line; 2] = [
     to_crm(erp::NAME, crm::CDM_NAME, Carry::Copy),
     to_crm(erp::LEGALENTITYID, crm::CDM_COMPANYCODE, Carry::Key),
 ];
 
 static TABLE: Table = Table {
+    erp_entity: ERP_ENTITY,
+    crm_entity: CRM_ENTITY,
     erp: &ERP_FIELDS,
     crm: &CRM_FIELDS,
-    erp_key: erp::LEGALENTITYID,
-    crm_key: crm::CDM_COMPANYCODE,
+    erp_key: KeyFields::code(erp::LEGALENTITYID),
+    crm_key: KeyFields::code(crm::CDM_COMPANYCODE),
     lines: &LINES,
+};
+
+/// The config: which legal entities the map syncs. The map has no lookups, so no
+/// `resolve_lookups`.
+const OPTIONS: ConfigOptions = ConfigOptions {
+    companies: Some(
+        "Legal entity codes (LEGALENTITYID, cdm_companycode) this map syncs, compared ignoring ASCII case. Empty or absent: every legal entity.",
+    ),
+    ..ConfigOptions::NONE
 };
 
 /// The Legal entities map plugin. Config: see `describe().config_schema`.
 #[derive(Debug, Default)]
 pub struct LegalEntities {
-    config: Config,
+    config: CommonConfig,
 }
 
 impl MapPlugin for LegalEntities {
     fn configure(&mut self, config: &str) -> Result<(), ConfigError> {
-        self.config = Config::parse(config)?;
+        self.config = OPTIONS.parse(config)?;
         Ok(())
     }
 
     fn describe(&self) -> Descriptor {
-        let mut descriptor = Descriptor::new(
-            "legal-entities",
-            "1.0.0",
-            "Syncs legal entities from the ERP CompanyInfo entity to CRM cdm_companies, one way (ERP to CRM).",
-        )
-        .erp(TABLE.entity_spec(Side::Erp, ERP_ENTITY))
-        .crm(TABLE.entity_spec(Side::Crm, CRM_ENTITY))
-        .config_schema(config::SCHEMA);
-        descriptor.mappings = TABLE.mappings();
-        descriptor
+        TABLE
+            .describe(Descriptor::new(
+                "legal-entities",
+                "1.0.0",
+                "Syncs legal entities from the ERP CompanyInfo entity to CRM cdm_companies, one way (ERP to CRM).",
+            ))
+            .config_schema(&OPTIONS.schema())
     }
 
-    fn transform(&self, change: &Change, _host: &dyn Host) -> Outcome {
+    fn transform(&self, change: &Change, host: &dyn Host) -> Outcome {
         let key = match TABLE.row_key(change) {
             Ok(key) => key,
             Err(failed) => return failed,
         };
-        if !self.config.syncs_company(key.code_text) {
+        // The key is the legal entity (company) code itself.
+        if !self.config.syncs_company(key.code_text()) {
             return Outcome::Filtered;
         }
-        if change.is_delete() {
-            TABLE.delete(change, &key)
-        } else {
-            TABLE.upsert(change, &key)
-        }
+        TABLE.carry(change, &key, host, &self.config)
     }
 }
 

@@ -16,18 +16,15 @@
 //!
 //! Both sides are keyed by (company, name); only companies the config lists are synced.
 
-mod config;
-mod mapping;
 #[cfg(test)]
 mod tests;
 
-use dualwrite_guest::{
-    Change, ConfigError, Descriptor, Direction, FieldId, Host, MapPlugin, Outcome, Side, ValueKind,
+use dualwrite_guest::table::{
+    Carry, CommonConfig, ConfigOptions, FieldDef, KeyFields, Line, Table, both, field, key,
 };
+use dualwrite_guest::{Change, ConfigError, Descriptor, Host, MapPlugin, Outcome, ValueKind};
 
 use ValueKind::{Boolean, Integer, Text};
-use config::Config;
-use mapping::{Carry, FieldDef, Line, Table};
 
 /// Field ids of the ERP side (`PaymentTerms`), as `describe` declares them.
 pub mod erp {
@@ -122,22 +119,6 @@ const PAYMENT_METHOD_TYPE: [(&str, i64); 7] = [
     ("cutOffDate", 806_380_997),
 ];
 
-const fn field(name: &'static str, kind: ValueKind) -> FieldDef {
-    FieldDef {
-        name,
-        kind,
-        key: false,
-    }
-}
-
-const fn key(name: &'static str) -> FieldDef {
-    FieldDef {
-        name,
-        kind: ValueKind::Text,
-        key: true,
-    }
-}
-
 static ERP_FIELDS: [FieldDef; 14] = [
     key("DATAAREAID"),
     key("NAME"),
@@ -171,15 +152,6 @@ static CRM_FIELDS: [FieldDef; 14] = [
     field("msdyn_paymentmethodtype", Integer),
     field("msdyn_paymentschedulename", Text),
 ];
-
-const fn both(erp: FieldId, crm: FieldId, carry: Carry) -> Line {
-    Line {
-        erp,
-        crm,
-        direction: Direction::Both,
-        carry,
-    }
-}
 
 /// The 13 lines of the reference map, in its order.
 static LINES: [Line; 13] = [
@@ -234,52 +206,51 @@ static LINES: [Line; 13] = [
 ];
 
 static TABLE: Table = Table {
+    erp_entity: ERP_ENTITY,
+    crm_entity: CRM_ENTITY,
     erp: &ERP_FIELDS,
     crm: &CRM_FIELDS,
-    erp_key: [erp::DATAAREAID, erp::NAME],
-    crm_key: [crm::MSDYN_COMPANY, crm::MSDYN_NAME],
+    erp_key: KeyFields::company_code(erp::DATAAREAID, erp::NAME),
+    crm_key: KeyFields::company_code(crm::MSDYN_COMPANY, crm::MSDYN_NAME),
     lines: &LINES,
+};
+
+/// The config: which companies the map syncs, and `resolve_lookups` for uniformity with
+/// the other maps. This map's two lookups refer to maps outside the standard pack and are
+/// always carried as text ([`Carry::Unlinked`]), so `resolve_lookups` is checked but has
+/// no effect; it is accepted so one config shape fits every map of the pack.
+const OPTIONS: ConfigOptions = ConfigOptions {
+    resolve_lookups: Some(
+        "Accepted for uniformity with the other maps; no effect here: this map's lookups (PAYMENTDAYNAME, PAYMENTSCHEDULENAME) refer to maps outside the standard pack and are always copied as text.",
+    ),
+    ..ConfigOptions::STANDARD
 };
 
 /// The Terms of payment map plugin. Config: see `describe().config_schema`.
 #[derive(Debug, Default)]
 pub struct TermsOfPayment {
-    config: Config,
+    config: CommonConfig,
 }
 
 impl MapPlugin for TermsOfPayment {
     fn configure(&mut self, config: &str) -> Result<(), ConfigError> {
-        self.config = Config::parse(config)?;
+        self.config = OPTIONS.parse(config)?;
         Ok(())
     }
 
     fn describe(&self) -> Descriptor {
-        let mut descriptor = Descriptor::new(
-            "terms-of-payment",
-            "1.0.0",
-            "Syncs terms of payment between the ERP PaymentTerms entity and CRM msdyn_paymentterms, both ways, per company.",
-        )
-        .erp(TABLE.entity_spec(Side::Erp, ERP_ENTITY))
-        .crm(TABLE.entity_spec(Side::Crm, CRM_ENTITY))
-        .config_schema(config::SCHEMA)
-        .depends_on("legal-entities");
-        descriptor.mappings = TABLE.mappings();
-        descriptor
+        TABLE
+            .describe(Descriptor::new(
+                "terms-of-payment",
+                "1.0.0",
+                "Syncs terms of payment between the ERP PaymentTerms entity and CRM msdyn_paymentterms, both ways, per company.",
+            ))
+            .config_schema(&OPTIONS.schema())
+            .depends_on("legal-entities")
     }
 
-    fn transform(&self, change: &Change, _host: &dyn Host) -> Outcome {
-        let key = match TABLE.row_key(change) {
-            Ok(key) => key,
-            Err(failed) => return failed,
-        };
-        if !self.config.syncs_company(key.company_code) {
-            return Outcome::Filtered;
-        }
-        if change.is_delete() {
-            TABLE.delete(change, &key)
-        } else {
-            TABLE.upsert(change, &key)
-        }
+    fn transform(&self, change: &Change, host: &dyn Host) -> Outcome {
+        TABLE.transform(change, host, &self.config)
     }
 }
 
