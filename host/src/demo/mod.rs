@@ -10,7 +10,7 @@
 //! changed (so the initial sync has rows to merge, the ERP as master), plus CRM-only
 //! accounts.
 
-mod seed;
+pub mod seed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,15 +53,20 @@ const MAPS: &[(&str, &str)] = &[
 ];
 
 /// A map's plugin and what it describes.
-pub(crate) struct DemoMap {
-    pub(crate) name: &'static str,
-    pub(crate) plugin_file: &'static str,
-    pub(crate) plugin: LoadedPlugin,
-    pub(crate) descriptor: Descriptor,
+pub struct DemoMap {
+    /// The map's name in the config.
+    pub name: &'static str,
+    /// The plugin's file name inside the plugins folder.
+    pub plugin_file: &'static str,
+    /// The loaded plugin.
+    pub plugin: LoadedPlugin,
+    /// What the plugin describes with its default config.
+    pub descriptor: Descriptor,
 }
 
 impl DemoMap {
-    pub(crate) fn key(&self, side: Side) -> Vec<String> {
+    /// The key columns of the map's entity on `side`, as the plugin declares them.
+    pub fn key(&self, side: Side) -> Vec<String> {
         self.descriptor
             .entity(side)
             .fields
@@ -75,8 +80,14 @@ impl DemoMap {
 /// Runs the demo; see the module doc.
 pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()> {
     prepare_dir(&options.dir)?;
-    let plugins = cap_std::fs::Dir::open_ambient_dir(&options.plugins_dir, cap_std::ambient_authority())
-        .with_context(|| format!("opening the plugins folder {}", options.plugins_dir.display()))?;
+    let plugins =
+        cap_std::fs::Dir::open_ambient_dir(&options.plugins_dir, cap_std::ambient_authority())
+            .with_context(|| {
+                format!(
+                    "opening the plugins folder {}",
+                    options.plugins_dir.display()
+                )
+            })?;
     let mut maps = Vec::new();
     for (name, file) in MAPS {
         let plugin = runtime
@@ -140,7 +151,8 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
 
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
-        let is_demo = dir.join("dualwrite.toml").exists() || std::fs::read_dir(dir)?.next().is_none();
+        let is_demo =
+            dir.join("dualwrite.toml").exists() || std::fs::read_dir(dir)?.next().is_none();
         if !is_demo {
             bail!(
                 "{} exists and is not a demo folder (no dualwrite.toml); choose another --dir",
@@ -167,8 +179,11 @@ fn column_type(kind: ValueKind) -> &'static str {
     }
 }
 
-fn create_tables(path: &Path, side: Side, maps: &[DemoMap]) -> anyhow::Result<()> {
-    let db = rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
+/// Creates the `side` table of each map in the database at `path` (made if missing, in
+/// WAL mode): one column per declared field, the declared key as primary key.
+pub fn create_tables(path: &Path, side: Side, maps: &[DemoMap]) -> anyhow::Result<()> {
+    let db =
+        rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
     db.execute_batch("PRAGMA journal_mode = WAL;")?;
     for map in maps {
         let entity = map.descriptor.entity(side);
@@ -184,7 +199,11 @@ fn create_tables(path: &Path, side: Side, maps: &[DemoMap]) -> anyhow::Result<()
                 )
             })
             .collect();
-        let key: Vec<String> = map.key(side).iter().map(|name| format!("\"{name}\"")).collect();
+        let key: Vec<String> = map
+            .key(side)
+            .iter()
+            .map(|name| format!("\"{name}\""))
+            .collect();
         db.execute_batch(&format!(
             "CREATE TABLE \"{}\" ({}, PRIMARY KEY ({}));",
             entity.entity,
@@ -270,7 +289,9 @@ fn live(
     // Rates count from here: the initial sync's writes are not live traffic.
     let mut previous: HashMap<String, MapCounters> = engine.counters().into_iter().collect();
     while !shutdown.load(Ordering::Relaxed)
-        && options.duration.is_none_or(|duration| started.elapsed() < duration)
+        && options
+            .duration
+            .is_none_or(|duration| started.elapsed() < duration)
     {
         let report = engine.step()?;
         if report.captured == 0 {
@@ -280,7 +301,13 @@ fn live(
             let seconds = last.elapsed().as_secs_f64();
             last = Instant::now();
             let totals = total(&engine.counters());
-            let before = total(&previous.values().cloned().map(|c| (String::new(), c)).collect::<Vec<_>>());
+            let before = total(
+                &previous
+                    .values()
+                    .cloned()
+                    .map(|c| (String::new(), c))
+                    .collect::<Vec<_>>(),
+            );
             println!(
                 "[{:>4.0}s] erp->crm {:>6.0}/s  crm->erp {:>6.0}/s  lag erp {:>4} ms crm {:>4} ms  conflicts {}  errors {}  edits made {}{}",
                 started.elapsed().as_secs_f64(),
@@ -311,7 +338,10 @@ fn live(
         totals.conflicts,
         totals.errors
     );
-    println!("the databases and the config are in {}", options.dir.display());
+    println!(
+        "the databases and the config are in {}",
+        options.dir.display()
+    );
     Ok(())
 }
 
@@ -359,7 +389,9 @@ impl LagProbe {
             Side::Crm => &self.crm,
         };
         let oldest: Option<i64> = db
-            .query_row("SELECT min(at) FROM _dualwrite_changes", [], |row| row.get(0))
+            .query_row("SELECT min(at) FROM _dualwrite_changes", [], |row| {
+                row.get(0)
+            })
             .unwrap_or(None);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -369,8 +401,8 @@ impl LagProbe {
     }
 }
 
-/// Writes rows through a writer (one transaction per call).
-pub(crate) fn write_rows(path: &Path, writes: &[RowWrite]) -> anyhow::Result<()> {
+/// Writes rows through a writer (one transaction per 5,000 rows).
+pub fn write_rows(path: &Path, writes: &[RowWrite]) -> anyhow::Result<()> {
     let mut writer = SqliteWriter::open(path, SqliteOptions::default())?;
     for chunk in writes.chunks(5_000) {
         writer.apply(chunk)?;
@@ -379,8 +411,8 @@ pub(crate) fn write_rows(path: &Path, writes: &[RowWrite]) -> anyhow::Result<()>
 }
 
 /// Runs a row of `map`'s ERP entity through its plugin (lookups copied as text) and
-/// returns the CRM row it becomes, by column name.
-pub(crate) fn to_crm(
+/// returns the CRM row it becomes, by column name (`None` when the plugin filters it).
+pub fn to_crm(
     map: &DemoMap,
     rows: &[crate::capture::RowImage],
 ) -> anyhow::Result<Vec<Option<crate::capture::RowImage>>> {

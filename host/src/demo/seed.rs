@@ -34,13 +34,16 @@ const GROUPS: &[(&str, &str)] = &[
     ("40", "Internet customers"),
 ];
 const ON_HOLD: &[&str] = &["no", "no", "no", "invoice", "all", "payment"];
-const CITIES: &[&str] = &["Seattle", "Redmond", "Munich", "London", "Berlin", "Portland"];
+const CITIES: &[&str] = &[
+    "Seattle", "Redmond", "Munich", "London", "Berlin", "Portland",
+];
 
 /// A small deterministic generator (xorshift64*), so a demo run is reproducible.
-pub(crate) struct Dice(u64);
+pub struct Dice(u64);
 
 impl Dice {
-    pub(crate) fn new(seed: u64) -> Dice {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Dice {
         Dice(seed | 1)
     }
 
@@ -73,12 +76,12 @@ fn text(value: &str) -> Value {
 }
 
 /// The account number of seeded customer `index`.
-pub(crate) fn account(index: usize) -> String {
+pub fn account(index: usize) -> String {
     format!("C{index:06}")
 }
 
 /// The company of seeded customer `index`.
-pub(crate) fn company(index: usize) -> &'static str {
+pub fn company(index: usize) -> &'static str {
     COMPANIES[index % COMPANIES.len()].0
 }
 
@@ -104,7 +107,9 @@ fn erp_row(map: &DemoMap, values: &[(&str, Value)]) -> RowImage {
         .collect()
 }
 
-fn customer(map: &DemoMap, index: usize, dice: &mut Dice) -> RowImage {
+/// ERP row `index` of the customers map (`map`), with values drawn from `dice`: one in
+/// twenty is a person, the rest organizations.
+pub fn customer(map: &DemoMap, index: usize, dice: &mut Dice) -> RowImage {
     let organization = dice.below(20) != 0;
     erp_row(
         map,
@@ -113,22 +118,42 @@ fn customer(map: &DemoMap, index: usize, dice: &mut Dice) -> RowImage {
             ("CUSTOMERACCOUNT", text(&account(index))),
             (
                 "CREDITLIMIT",
-                Value::Decimal(format!("{}.{:02}", 1_000 + dice.below(99_000), dice.below(100))),
+                Value::Decimal(format!(
+                    "{}.{:02}",
+                    1_000 + dice.below(99_000),
+                    dice.below(100)
+                )),
             ),
             ("SALESCURRENCYCODE", text(dice.pick(CURRENCIES).0)),
-            ("SALESMEMO", Value::Text(format!("Customer {index} in {}", dice.pick(CITIES)))),
-            ("CREDITLIMITISMANDATORY", text(if dice.below(2) == 0 { "no" } else { "yes" })),
-            ("CREDITRATING", text(*dice.pick(&["A", "B", "C"]))),
+            (
+                "SALESMEMO",
+                Value::Text(format!("Customer {index} in {}", dice.pick(CITIES))),
+            ),
+            (
+                "CREDITLIMITISMANDATORY",
+                text(if dice.below(2) == 0 { "no" } else { "yes" }),
+            ),
+            ("CREDITRATING", text(dice.pick::<&str>(&["A", "B", "C"]))),
             ("CUSTOMERGROUPID", text(dice.pick(GROUPS).0)),
-            ("IDENTIFICATIONNUMBER", Value::Text(format!("ID{:08}", dice.below(99_999_999)))),
+            (
+                "IDENTIFICATIONNUMBER",
+                Value::Text(format!("ID{:08}", dice.below(99_999_999))),
+            ),
             ("INVOICEACCOUNT", text(&account(index))),
             ("ISONETIMECUSTOMER", text("no")),
-            ("ONHOLDSTATUS", text(*dice.pick(ON_HOLD))),
-            ("PARTYCOUNTRY", text(*dice.pick(&["USA", "DEU", "GBR"]))),
-            ("PARTYSTATE", text(*dice.pick(&["WA", "OR", "BY", "LND"]))),
+            ("ONHOLDSTATUS", text(dice.pick::<&str>(ON_HOLD))),
+            ("PARTYCOUNTRY", text(dice.pick::<&str>(&["USA", "DEU", "GBR"]))),
+            ("PARTYSTATE", text(dice.pick::<&str>(&["WA", "OR", "BY", "LND"]))),
             ("PAYMENTTERMS", text(dice.pick(TERMS).0)),
             ("PAYMENTTERMSBASEDAYS", Value::Integer(dice.pick(TERMS).2)),
-            ("PARTYTYPE", text(if organization { "Organization" } else { "Person" })),
+            (
+                "PARTYTYPE",
+                text(if organization {
+                    "Organization"
+                } else {
+                    "Person"
+                }),
+            ),
             ("PARTYNUMBER", Value::Text(format!("P{index:07}"))),
         ],
     )
@@ -140,21 +165,29 @@ fn erp_rows(map: &DemoMap, customers: usize, crm_only: usize, dice: &mut Dice) -
     match map.name {
         "legal-entities" => COMPANIES
             .iter()
-            .map(|(code, name)| erp_row(map, &[("LEGALENTITYID", text(code)), ("NAME", text(name))]))
+            .map(|(code, name)| {
+                erp_row(map, &[("LEGALENTITYID", text(code)), ("NAME", text(name))])
+            })
             .collect(),
         "currencies" => CURRENCIES
             .iter()
             .map(|(code, name, symbol)| {
                 erp_row(
                     map,
-                    &[("CURRENCYCODE", text(code)), ("NAME", text(name)), ("SYMBOL", text(symbol))],
+                    &[
+                        ("CURRENCYCODE", text(code)),
+                        ("NAME", text(name)),
+                        ("SYMBOL", text(symbol)),
+                    ],
                 )
             })
             .collect(),
         "terms-of-payment" => COMPANIES
             .iter()
             .flat_map(|(company, _)| {
-                TERMS.iter().map(move |(name, description, days)| (company, name, description, days))
+                TERMS
+                    .iter()
+                    .map(move |(name, description, days)| (company, name, description, days))
             })
             .map(|(company, name, description, days)| {
                 erp_row(
@@ -166,7 +199,10 @@ fn erp_rows(map: &DemoMap, customers: usize, crm_only: usize, dice: &mut Dice) -
                         ("NUMBEROFDAYS", Value::Integer(*days)),
                         ("ISCASHPAYMENT", text("no")),
                         ("ISCERTIFIEDCOMPANYCHECK", text("no")),
-                        ("ISDEFAULTPAYMENTTERM", text(if *name == "Net30" { "yes" } else { "no" })),
+                        (
+                            "ISDEFAULTPAYMENTTERM",
+                            text(if *name == "Net30" { "yes" } else { "no" }),
+                        ),
                         ("CREDITCARDPAYMENTTYPE", text("na")),
                         ("CREDITCARDCREDITCHECKTYPE", text("normal")),
                         ("PAYMENTMETHODTYPE", text("net")),
@@ -190,7 +226,9 @@ fn erp_rows(map: &DemoMap, customers: usize, crm_only: usize, dice: &mut Dice) -
                 )
             })
             .collect(),
-        _ => (0..customers + crm_only).map(|index| customer(map, index, dice)).collect(),
+        _ => (0..customers + crm_only)
+            .map(|index| customer(map, index, dice))
+            .collect(),
     }
 }
 
@@ -217,12 +255,23 @@ pub(crate) fn seed(
         let crm_key = map.key(Side::Crm);
         let key_of = |row: &RowImage, key: &[String]| -> RowImage {
             key.iter()
-                .map(|column| (column.clone(), row.get(column).cloned().unwrap_or(Value::Null)))
+                .map(|column| {
+                    (
+                        column.clone(),
+                        row.get(column).cloned().unwrap_or(Value::Null),
+                    )
+                })
                 .collect()
         };
         let erp_writes: Vec<RowWrite> = rows[..erp_count]
             .iter()
-            .map(|row| RowWrite::upsert(&map.descriptor.erp.entity, key_of(row, &erp_key), row.clone()))
+            .map(|row| {
+                RowWrite::upsert(
+                    &map.descriptor.erp.entity,
+                    key_of(row, &erp_key),
+                    row.clone(),
+                )
+            })
             .collect();
         write_rows(erp_path, &erp_writes)
             .with_context(|| format!("seeding {} on the ERP side", map.descriptor.erp.entity))?;
@@ -239,7 +288,10 @@ pub(crate) fn seed(
                 continue;
             }
             if is_customers && !crm_only_row && index % 3 == 0 {
-                crm_row.insert("description".into(), Value::Text(format!("Edited in the CRM before sync ({index})")));
+                crm_row.insert(
+                    "description".into(),
+                    Value::Text(format!("Edited in the CRM before sync ({index})")),
+                );
                 seeded.crm_changed += 1;
             }
             if crm_only_row {
@@ -305,13 +357,22 @@ impl Generator {
         let index = self.dice.below(self.customers);
         let (row_company, row_account) = (company(index), account(index));
         let roll = self.dice.below(100);
-        let limit = format!("{}.{:02}", 1_000 + self.dice.below(99_000), self.dice.below(100));
+        let limit = format!(
+            "{}.{:02}",
+            1_000 + self.dice.below(99_000),
+            self.dice.below(100)
+        );
         match roll {
             0..40 => {
                 self.erp.execute(
                     "UPDATE CustCustomerV3Entity SET CREDITLIMIT = ?1, SALESMEMO = ?2 \
                      WHERE DATAAREAID = ?3 AND CUSTOMERACCOUNT = ?4",
-                    rusqlite::params![limit, format!("ERP edit {}", self.dice.next() % 10_000), row_company, row_account],
+                    rusqlite::params![
+                        limit,
+                        format!("ERP edit {}", self.dice.next() % 10_000),
+                        row_company,
+                        row_account
+                    ],
                 )?;
             }
             40..65 => {
@@ -352,7 +413,11 @@ impl Generator {
                 self.crm.execute(
                     "UPDATE msdyn_customergroups SET msdyn_description = ?1 \
                      WHERE msdyn_company = ?2 AND msdyn_groupid = ?3",
-                    rusqlite::params![format!("Group edited in the CRM {}", self.dice.below(100)), row_company, GROUPS[self.dice.below(GROUPS.len())].0],
+                    rusqlite::params![
+                        format!("Group edited in the CRM {}", self.dice.below(100)),
+                        row_company,
+                        GROUPS[self.dice.below(GROUPS.len())].0
+                    ],
                 )?;
             }
             _ => {

@@ -186,8 +186,7 @@ impl Engine {
                 &changes,
                 store.as_ref(),
                 &mut self.links,
-                source_writer,
-                target_writer,
+                (source_writer, target_writer),
                 &mut commit,
             )
             .with_context(|| format!("map {map}: initial sync"))?

@@ -280,6 +280,13 @@ impl Engine {
             side.capture
                 .install(&tables)
                 .with_context(|| format!("side {}: installing capture", side.name))?;
+            // A crash between the state commit and the acknowledgement leaves
+            // processed changes in the side's log; they are done, so purge them now.
+            if side.checkpoint > Position::START {
+                side.capture
+                    .acknowledge(side.checkpoint)
+                    .with_context(|| format!("side {}: acknowledging", side.name))?;
+            }
         }
         Ok(Engine {
             store,
@@ -470,8 +477,7 @@ impl Engine {
                     &changes,
                     store.as_ref(),
                     &mut self.links,
-                    source_writer,
-                    target_writer,
+                    (source_writer, target_writer),
                     &mut commit,
                 );
                 match result {
@@ -653,8 +659,7 @@ impl Engine {
             changes,
             store.as_ref(),
             &mut self.links,
-            source_writer,
-            target_writer,
+            (source_writer, target_writer),
             commit,
         ) {
             Ok(written) => Ok(written),

@@ -172,8 +172,7 @@ pub(crate) fn process(
     changes: &[StoredChange],
     store: &dyn StateStore,
     link_cache: &mut LinkCache,
-    source: &mut dyn ApplyBatch,
-    writer: &mut dyn ApplyBatch,
+    (source, writer): (&mut dyn ApplyBatch, &mut dyn ApplyBatch),
     commit: &mut BatchCommit,
 ) -> Result<usize, SideError> {
     let target_role = role.other();
@@ -216,30 +215,83 @@ pub(crate) fn process(
     let mut inputs = Vec::new();
     let mut images = Vec::new();
     let source_entity = map.plan.endpoint(role).entity.clone();
+    // Whether a later change of the same key follows in this batch: then this one's
+    // image is not the row's latest, and the source row is compared only at the last.
+    let last_of_key: HashMap<String, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(index, change)| (key_id(&change.key), index))
+        .collect();
+    let mut earlier_in_batch: HashMap<String, Option<Image>> = HashMap::new();
+    let mut now_of_key: HashMap<String, Option<Image>> = HashMap::new();
+    let mut superseded_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut gone_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (index, change) in changes.iter().enumerate() {
         let image = source_image(change, &source_key_columns);
         let declared = declared_image(&image, &source_spec);
-        if change.op != ChangeOp::Delete
-            && let Some(link) = link_of(&change.key)?
-        {
-            if link.source_image == declared {
-                // The row holds exactly what was last synced: our own write come back
-                // by another path, or a write that changed no mapped field.
-                map.counters.no_ops += 1;
-                continue;
-            }
-            // A change captured before the engine wrote this row on its own side (the
-            // other side won a conflict, or a catch-up applied newer values) is stale:
-            // if the row now holds exactly what the engine last synced to it, the
-            // change has been superseded and must not travel back.
+        let link = link_of(&change.key)?;
+        let id = key_id(&change.key);
+        // What the other side holds (or will, once this batch is applied) for this key:
+        // an earlier change of the batch, else the last synced image.
+        let baseline = match earlier_in_batch.get(&id) {
+            Some(earlier) => earlier.clone(),
+            None => link.as_ref().map(|link| link.source_image.clone()),
+        };
+        if change.op != ChangeOp::Delete && baseline.as_ref() == Some(&declared) {
+            // The row holds exactly what was last synced: our own write come back by
+            // another path, or a write that changed no mapped field.
+            map.counters.no_ops += 1;
+            continue;
+        }
+        earlier_in_batch.insert(
+            id.clone(),
+            (change.op != ChangeOp::Delete).then(|| declared.clone()),
+        );
+        // A change captured before the engine itself wrote this row on the source side
+        // (the other side won a conflict, a catch-up applied newer values, a delete was
+        // undone) is stale and must not travel back. Only the row as it is now can
+        // tell, read once per key of the batch.
+        let first = !now_of_key.contains_key(&id);
+        if first {
             let key_image: RowImage = source_key_columns
                 .iter()
                 .cloned()
                 .zip(change.key.iter().cloned())
                 .collect();
-            if let Some(now) = source.read_row(&source_entity, &key_image)?
-                && declared_image(&now, &source_spec) == link.source_image
-            {
+            let now = source
+                .read_row(&source_entity, &key_image)?
+                .map(|row| declared_image(&row, &source_spec));
+            // The row holds what the engine last synced to it: every change of this key
+            // in the batch came before that write.
+            if matches!((&now, &link), (Some(now), Some(link)) if *now == link.source_image) {
+                superseded_keys.insert(id.clone());
+            }
+            // Gone now and not linked: its inserts and updates are stale. Its delete
+            // still goes (by key): the other side may hold the row from a write whose
+            // link a crash kept from being recorded.
+            if now.is_none() && link.is_none() {
+                gone_keys.insert(id.clone());
+            }
+            now_of_key.insert(id.clone(), now);
+        }
+        if superseded_keys.contains(&id)
+            || (gone_keys.contains(&id) && change.op != ChangeOp::Delete)
+        {
+            map.counters.no_ops += 1;
+            continue;
+        }
+        if last_of_key.get(&id) == Some(&index) {
+            let now = now_of_key.get(&id).cloned().flatten();
+            let superseded = match (change.op, &now) {
+                // Deleted, but the row is back: the insert that restored it follows.
+                (ChangeOp::Delete, Some(_)) => true,
+                (ChangeOp::Delete, None) => false,
+                // Written, but the row is gone: its delete follows (or was ours).
+                (_, None) => true,
+                // The row holds what the engine last synced (or this batch syncs) to it.
+                (_, Some(now)) => baseline.as_ref() == Some(now),
+            };
+            if superseded {
                 map.counters.no_ops += 1;
                 continue;
             }
@@ -320,13 +372,81 @@ pub(crate) fn process(
             }
             // What the target holds now: this batch's pending image if it wrote the row,
             // else the row itself.
-            let current = match &link {
-                Some(view) if overlay.contains_key(&change_key_id) => {
-                    Some(view.target_image.clone())
-                }
+            let current = match (&link, overlay.contains_key(&change_key_id)) {
+                (Some(view), true) => Some(view.target_image.clone()),
+                // This batch deletes the row before this write.
+                (None, true) => None,
                 _ => writer.read_row(&target_endpoint.entity, &key_image)?,
             };
+            // The target already holds what this write sets (a redelivery after a
+            // crash, or both sides made the same edit): nothing to write and no
+            // conflict; the link records the agreement.
+            if let Some(current) = &current
+                && fields
+                    .iter()
+                    .all(|(name, value)| current.get(name) == Some(value))
+            {
+                map.counters.no_ops += 1;
+                let mut target_image = link
+                    .as_ref()
+                    .map(|view| view.target_image.clone())
+                    .unwrap_or_else(|| declared_image(current, &target_spec));
+                target_image.extend(fields.clone());
+                link = Some(LinkView {
+                    source_key: change.key.clone(),
+                    target_key,
+                    source_image: source_image.clone(),
+                    target_image,
+                });
+                continue;
+            }
             let mut fields = fields;
+            // Synced before, gone from the target now: the target deleted it meanwhile.
+            // A delete against an update is a conflict; if this side wins, the whole
+            // row is written again (the link's last synced image with this write).
+            if let (Some(view), None) = (&link, &current) {
+                map.counters.conflicts += 1;
+                let empty = RowImage::new();
+                let outcome = resolve_conflict(&map.plan.conflict, role, &source_image, &empty);
+                commit.activity.push(conflict_activity(
+                    &map_name,
+                    role,
+                    change,
+                    &plugin_version,
+                    "the row was deleted on the other side and changed on this one",
+                ));
+                match outcome {
+                    ConflictOutcome::Apply | ConflictOutcome::Only(_) => {
+                        let mut whole = view.target_image.clone();
+                        whole.extend(fields);
+                        fields = whole;
+                    }
+                    ConflictOutcome::Skip => {
+                        failed = true;
+                        break;
+                    }
+                    ConflictOutcome::Park => {
+                        map.counters.errors += 1;
+                        commit.errors.push(NewError {
+                            change: change.clone(),
+                            error: SyncError::new(
+                                ErrorClass::Conflict,
+                                "the row was deleted on the other side and changed on this one; pick a side",
+                            ),
+                            next_retry: None,
+                            conflict: Some(ConflictImages {
+                                erp_base: Some(view.image_for(Side::Erp, role)),
+                                crm_base: Some(view.image_for(Side::Crm, role)),
+                                erp: (role == Side::Erp).then(|| source_image.clone()),
+                                crm: (role == Side::Crm).then(|| source_image.clone()),
+                            }),
+                            plugin_version: Some(plugin_version.clone()),
+                        });
+                        failed = true;
+                        break;
+                    }
+                }
+            }
             if let (Some(view), Some(current)) = (&link, &current)
                 && changed_since(&view.target_image, current)
             {
@@ -352,7 +472,14 @@ pub(crate) fn process(
                     note,
                 ));
                 match outcome {
-                    ConflictOutcome::Apply => {}
+                    ConflictOutcome::Apply => {
+                        // The winner's whole row: what it last synced, with this change.
+                        // Fields it did not change keep their synced values, so the
+                        // other side's concurrent edits do not survive half-way.
+                        let mut whole = view.target_image.clone();
+                        whole.extend(std::mem::take(&mut fields));
+                        fields = whole;
+                    }
                     ConflictOutcome::Skip => {
                         failed = true;
                         break;
@@ -393,31 +520,16 @@ pub(crate) fn process(
                     }
                 }
             }
-            // Field-level: only what differs from the target is worth a write.
-            if let Some(current) = &current
-                && fields
-                    .iter()
-                    .all(|(name, value)| current.get(name) == Some(value))
-            {
-                map.counters.no_ops += 1;
-                let mut target_image = current.clone();
-                target_image.retain(|name, _| target_spec.id_of(name).is_some());
-                link = Some(LinkView {
-                    source_key: change.key.clone(),
-                    target_key,
-                    source_image: source_image.clone(),
-                    target_image,
-                });
-                continue;
-            }
-            let mut target_image = current
-                .clone()
-                .map(|mut row| {
-                    row.retain(|name, _| target_spec.id_of(name).is_some());
-                    row
-                })
-                .or_else(|| link.as_ref().map(|view| view.target_image.clone()))
-                .unwrap_or_default();
+            // What the link records as synced to the target: the last synced image and
+            // this write; never the target's own unsynced edits (they still have to
+            // travel the other way). A first link starts from the row as it is.
+            let mut target_image = match &link {
+                Some(view) => view.target_image.clone(),
+                None => current
+                    .as_ref()
+                    .map(|row| declared_image(row, &target_spec))
+                    .unwrap_or_default(),
+            };
             target_image.extend(fields.clone());
             let view = LinkView {
                 source_key: change.key.clone(),

@@ -92,8 +92,7 @@ impl Engine {
             std::slice::from_ref(&change),
             store.as_ref(),
             &mut self.links,
-            source_writer,
-            target_writer,
+            (source_writer, target_writer),
             &mut attempt,
         );
         if let Err(error) = result {
