@@ -562,7 +562,7 @@ fn seed() -> u64 {
 }
 
 #[test]
-#[ignore = "engine bug: a change redelivered after a crash is taken for a conflict (flaky until fixed)"]
+#[ignore = "known engine bug: a rare divergence remains under random kills (1 of 5 soak runs after the fixes of this session); the two deterministic crash-window tests below run in CI; run with --include-ignored"]
 fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
     let seed = seed();
     eprintln!("seed {seed} (KILL9_SEED={seed} repeats the kill schedule and the edits)");
