@@ -142,8 +142,14 @@ pub fn customer(map: &DemoMap, index: usize, dice: &mut Dice) -> RowImage {
             ("INVOICEACCOUNT", text(&account(index))),
             ("ISONETIMECUSTOMER", text("no")),
             ("ONHOLDSTATUS", text(dice.pick::<&str>(ON_HOLD))),
-            ("PARTYCOUNTRY", text(dice.pick::<&str>(&["USA", "DEU", "GBR"]))),
-            ("PARTYSTATE", text(dice.pick::<&str>(&["WA", "OR", "BY", "LND"]))),
+            (
+                "PARTYCOUNTRY",
+                text(dice.pick::<&str>(&["USA", "DEU", "GBR"])),
+            ),
+            (
+                "PARTYSTATE",
+                text(dice.pick::<&str>(&["WA", "OR", "BY", "LND"])),
+            ),
             ("PAYMENTTERMS", text(dice.pick(TERMS).0)),
             ("PAYMENTTERMSBASEDAYS", Value::Integer(dice.pick(TERMS).2)),
             (
