@@ -14,6 +14,10 @@ use xtask::{build_plugins, ensure_wasm_target, repo_root};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (task, rest) = match args.split_first() {
+        // `cargo xtask demo -- --customers 5000`: the `--` only separates cargo's options.
+        Some((task, rest)) if rest.first().is_some_and(|arg| arg == "--") => {
+            (task.as_str(), &rest[1..])
+        }
         Some((task, rest)) => (task.as_str(), rest),
         None => ("help", &[][..]),
     };

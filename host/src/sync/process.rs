@@ -605,10 +605,10 @@ pub(crate) fn process(
 
     // Links: the last view of each key this batch touched, unless its change failed.
     for (key, view) in overlay.into_values() {
-        let failed = changes
-            .iter()
-            .enumerate()
-            .any(|(index, change)| change.key == key && rejected_changes.contains(&index));
+        let failed = !rejected_changes.is_empty()
+            && rejected_changes
+                .iter()
+                .any(|&index| changes[index].key == key);
         if failed {
             continue;
         }
