@@ -14,7 +14,10 @@
 
 use std::cell::RefCell;
 
-use crate::{Change, ConfigError, Host, HostError, LogLevel, MapPlugin, Outcome, Side, Value};
+use crate::{
+    Change, ChangeOp, ConfigError, FieldId, FieldValue, Host, HostError, LogLevel, MapPlugin,
+    Outcome, PluginError, Side, Value, Write, WriteOp,
+};
 
 /// One recorded link: the key of a row on one side and the key of its linked row.
 #[derive(Debug, Clone)]
@@ -171,4 +174,70 @@ pub fn run<P: MapPlugin>(
     let mut plugin = P::default();
     plugin.configure(config)?;
     Ok(plugin.transform_batch(batch, host))
+}
+
+/// A change of a row with `width` declared fields: `values` by field id, every other
+/// field null.
+pub fn change(
+    source: Side,
+    op: ChangeOp,
+    width: usize,
+    values: &[(FieldId, Value)],
+    changed: &[FieldId],
+) -> Change {
+    let mut row = vec![Value::Null; width];
+    for (id, value) in values {
+        row[*id as usize] = value.clone();
+    }
+    Change {
+        source,
+        op,
+        row,
+        changed: changed.to_vec(),
+    }
+}
+
+/// `values` with field `id` set to `value` (replacing any value it had).
+pub fn with(mut values: Vec<(FieldId, Value)>, id: FieldId, value: Value) -> Vec<(FieldId, Value)> {
+    values.retain(|(field, _)| *field != id);
+    values.push((id, value));
+    values
+}
+
+/// Runs one change through plugin `P` configured with `config`; panics if the config
+/// is refused (a test's own mistake).
+pub fn one<P: MapPlugin>(config: &str, change: Change, host: &FakeHost) -> Outcome {
+    let mut outcomes = run::<P>(config, &[change], host).expect("config is valid");
+    assert_eq!(outcomes.len(), 1, "one outcome per change");
+    outcomes.remove(0)
+}
+
+/// The error of a failed outcome; panics on any other outcome.
+pub fn the_error(outcome: Outcome) -> PluginError {
+    match outcome {
+        Outcome::Failed(error) => error,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// A single upsert of `fields`, as an outcome.
+pub fn upsert(fields: &[(FieldId, Value)]) -> Outcome {
+    Outcome::write(Write {
+        op: WriteOp::Upsert,
+        fields: fields
+            .iter()
+            .map(|(field, value)| FieldValue {
+                field: *field,
+                value: value.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// The JSON pointer at which plugin `P` refuses `config`; panics if it accepts it.
+pub fn config_path<P: MapPlugin>(config: &str) -> String {
+    P::default()
+        .configure(config)
+        .expect_err("config is refused")
+        .path
 }

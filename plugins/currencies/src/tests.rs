@@ -1,9 +1,9 @@
 //! Native tests of the currencies map, through the SDK's fake host.
 
-use dualwrite_guest::testing::{FakeHost, run};
+use dualwrite_guest::testing::{self, FakeHost, the_error, upsert, with};
 use dualwrite_guest::{
-    Change, ChangeOp, Direction, ErrorKind, FieldId, FieldValue, MapPlugin, Outcome, PluginError,
-    Side, Value, ValueKind, Write, WriteOp,
+    Change, ChangeOp, Direction, ErrorKind, FieldId, MapPlugin, Outcome, Side, Value, ValueKind,
+    Write,
 };
 
 use super::{Currencies, crm, erp};
@@ -12,25 +12,26 @@ fn text(value: &str) -> Value {
     Value::Text(value.to_owned())
 }
 
-fn decimal(digits: &str) -> Value {
-    Value::Decimal(digits.to_owned())
-}
-
 fn change(source: Side, op: ChangeOp, values: &[(FieldId, Value)], changed: &[FieldId]) -> Change {
     let width = match source {
         Side::Erp => 3,
         Side::Crm => 4,
     };
-    let mut row = vec![Value::Null; width];
-    for (id, value) in values {
-        row[*id as usize] = value.clone();
-    }
-    Change {
-        source,
-        op,
-        row,
-        changed: changed.to_vec(),
-    }
+    testing::change(source, op, width, values, changed)
+}
+
+fn one(config: &str, change: Change) -> Outcome {
+    // The map never calls the host: an offline one proves it.
+    let host = FakeHost::new().unavailable("must not be called");
+    testing::one::<Currencies>(config, change, &host)
+}
+
+fn config_path(config: &str) -> String {
+    testing::config_path::<Currencies>(config)
+}
+
+fn decimal(digits: &str) -> Value {
+    Value::Decimal(digits.to_owned())
 }
 
 fn erp_currency() -> Vec<(FieldId, Value)> {
@@ -48,47 +49,6 @@ fn crm_currency() -> Vec<(FieldId, Value)> {
         (crm::CURRENCYSYMBOL, text("Fr.")),
         (crm::EXCHANGERATE, decimal("0.9350000000")),
     ]
-}
-
-fn with(mut values: Vec<(FieldId, Value)>, id: FieldId, value: Value) -> Vec<(FieldId, Value)> {
-    values.retain(|(field, _)| *field != id);
-    values.push((id, value));
-    values
-}
-
-fn one(config: &str, change: Change) -> Outcome {
-    // The map never calls the host: an offline one proves it.
-    let host = FakeHost::new().unavailable("must not be called");
-    let mut outcomes = run::<Currencies>(config, &[change], &host).expect("config is valid");
-    assert_eq!(outcomes.len(), 1);
-    outcomes.remove(0)
-}
-
-fn the_error(outcome: Outcome) -> PluginError {
-    match outcome {
-        Outcome::Failed(error) => error,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
-fn upsert(fields: &[(FieldId, Value)]) -> Outcome {
-    Outcome::write(Write {
-        op: WriteOp::Upsert,
-        fields: fields
-            .iter()
-            .map(|(field, value)| FieldValue {
-                field: *field,
-                value: value.clone(),
-            })
-            .collect(),
-    })
-}
-
-fn config_path(config: &str) -> String {
-    Currencies
-        .configure(config)
-        .expect_err("config is refused")
-        .path
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Native tests of the customer groups map, through the SDK's fake host.
 
-use dualwrite_guest::testing::{FakeHost, run};
+use dualwrite_guest::testing::{self, FakeHost, the_error, upsert, with};
 use dualwrite_guest::{
-    Change, ChangeOp, Direction, ErrorKind, FieldId, FieldValue, MapPlugin, Outcome, PluginError,
-    Side, Value, ValueKind, Write, WriteOp,
+    Change, ChangeOp, Direction, ErrorKind, FieldId, MapPlugin, Outcome, Side, Value, ValueKind,
+    Write,
 };
 
 use super::{CustomerGroups, crm, erp};
@@ -13,16 +13,15 @@ fn text(value: &str) -> Value {
 }
 
 fn change(source: Side, op: ChangeOp, values: &[(FieldId, Value)], changed: &[FieldId]) -> Change {
-    let mut row = vec![Value::Null; 6];
-    for (id, value) in values {
-        row[*id as usize] = value.clone();
-    }
-    Change {
-        source,
-        op,
-        row,
-        changed: changed.to_vec(),
-    }
+    testing::change(source, op, 6, values, changed)
+}
+
+fn one(config: &str, change: Change, host: &FakeHost) -> Outcome {
+    testing::one::<CustomerGroups>(config, change, host)
+}
+
+fn config_path(config: &str) -> String {
+    testing::config_path::<CustomerGroups>(config)
 }
 
 fn erp_group() -> Vec<(FieldId, Value)> {
@@ -47,12 +46,6 @@ fn crm_group() -> Vec<(FieldId, Value)> {
     ]
 }
 
-fn with(mut values: Vec<(FieldId, Value)>, id: FieldId, value: Value) -> Vec<(FieldId, Value)> {
-    values.retain(|(field, _)| *field != id);
-    values.push((id, value));
-    values
-}
-
 /// Links for both terms of payment, both sides; linked names differ in case so a test
 /// sees the translated value was used.
 fn linked() -> FakeHost {
@@ -71,39 +64,6 @@ fn linked() -> FakeHost {
         }
     }
     host
-}
-
-fn one(config: &str, change: Change, host: &FakeHost) -> Outcome {
-    let mut outcomes = run::<CustomerGroups>(config, &[change], host).expect("config is valid");
-    assert_eq!(outcomes.len(), 1);
-    outcomes.remove(0)
-}
-
-fn the_error(outcome: Outcome) -> PluginError {
-    match outcome {
-        Outcome::Failed(error) => error,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
-fn upsert(fields: &[(FieldId, Value)]) -> Outcome {
-    Outcome::write(Write {
-        op: WriteOp::Upsert,
-        fields: fields
-            .iter()
-            .map(|(field, value)| FieldValue {
-                field: *field,
-                value: value.clone(),
-            })
-            .collect(),
-    })
-}
-
-fn config_path(config: &str) -> String {
-    CustomerGroups::default()
-        .configure(config)
-        .expect_err("config is refused")
-        .path
 }
 
 #[test]

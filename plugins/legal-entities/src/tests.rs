@@ -1,9 +1,9 @@
 //! Native tests of the legal entities map, through the SDK's fake host.
 
-use dualwrite_guest::testing::{FakeHost, run};
+use dualwrite_guest::testing::{self, FakeHost, the_error, upsert, with};
 use dualwrite_guest::{
-    Change, ChangeOp, Direction, ErrorKind, FieldId, FieldValue, MapPlugin, Outcome, PluginError,
-    Side, Value, ValueKind, Write, WriteOp,
+    Change, ChangeOp, Direction, ErrorKind, FieldId, MapPlugin, Outcome, Side, Value, ValueKind,
+    Write,
 };
 
 use super::{LegalEntities, crm, erp};
@@ -13,16 +13,17 @@ fn text(value: &str) -> Value {
 }
 
 fn change(source: Side, op: ChangeOp, values: &[(FieldId, Value)], changed: &[FieldId]) -> Change {
-    let mut row = vec![Value::Null; 2];
-    for (id, value) in values {
-        row[*id as usize] = value.clone();
-    }
-    Change {
-        source,
-        op,
-        row,
-        changed: changed.to_vec(),
-    }
+    testing::change(source, op, 2, values, changed)
+}
+
+fn one(config: &str, change: Change) -> Outcome {
+    // The map never calls the host: an offline one proves it.
+    let host = FakeHost::new().unavailable("must not be called");
+    testing::one::<LegalEntities>(config, change, &host)
+}
+
+fn config_path(config: &str) -> String {
+    testing::config_path::<LegalEntities>(config)
 }
 
 fn erp_company() -> Vec<(FieldId, Value)> {
@@ -37,47 +38,6 @@ fn crm_company() -> Vec<(FieldId, Value)> {
         (crm::CDM_COMPANYCODE, text("USMF")),
         (crm::CDM_NAME, text("Contoso USA")),
     ]
-}
-
-fn with(mut values: Vec<(FieldId, Value)>, id: FieldId, value: Value) -> Vec<(FieldId, Value)> {
-    values.retain(|(field, _)| *field != id);
-    values.push((id, value));
-    values
-}
-
-fn one(config: &str, change: Change) -> Outcome {
-    // The map never calls the host: an offline one proves it.
-    let host = FakeHost::new().unavailable("must not be called");
-    let mut outcomes = run::<LegalEntities>(config, &[change], &host).expect("config is valid");
-    assert_eq!(outcomes.len(), 1);
-    outcomes.remove(0)
-}
-
-fn the_error(outcome: Outcome) -> PluginError {
-    match outcome {
-        Outcome::Failed(error) => error,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
-fn upsert(fields: &[(FieldId, Value)]) -> Outcome {
-    Outcome::write(Write {
-        op: WriteOp::Upsert,
-        fields: fields
-            .iter()
-            .map(|(field, value)| FieldValue {
-                field: *field,
-                value: value.clone(),
-            })
-            .collect(),
-    })
-}
-
-fn config_path(config: &str) -> String {
-    LegalEntities::default()
-        .configure(config)
-        .expect_err("config is refused")
-        .path
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Native tests of the terms of payment map, through the SDK's fake host.
 
-use dualwrite_guest::testing::{FakeHost, run};
+use dualwrite_guest::testing::{self, FakeHost, the_error, upsert, with};
 use dualwrite_guest::{
-    Change, ChangeOp, Direction, ErrorKind, FieldId, FieldValue, MapPlugin, Outcome, PluginError,
-    Side, Value, ValueKind, Write, WriteOp,
+    Change, ChangeOp, Direction, ErrorKind, FieldId, MapPlugin, Outcome, Side, Value, ValueKind,
+    Write,
 };
 
 use super::{TermsOfPayment, crm, erp};
@@ -13,16 +13,18 @@ fn text(value: &str) -> Value {
 }
 
 fn change(source: Side, op: ChangeOp, values: &[(FieldId, Value)], changed: &[FieldId]) -> Change {
-    let mut row = vec![Value::Null; 14];
-    for (id, value) in values {
-        row[*id as usize] = value.clone();
-    }
-    Change {
-        source,
-        op,
-        row,
-        changed: changed.to_vec(),
-    }
+    testing::change(source, op, 14, values, changed)
+}
+
+fn one(config: &str, change: Change) -> Outcome {
+    // The map never calls the host (its lookups are carried as text): an offline one
+    // proves it.
+    let host = FakeHost::new().unavailable("must not be called");
+    testing::one::<TermsOfPayment>(config, change, &host)
+}
+
+fn config_path(config: &str) -> String {
+    testing::config_path::<TermsOfPayment>(config)
 }
 
 fn erp_terms() -> Vec<(FieldId, Value)> {
@@ -67,48 +69,6 @@ fn crm_terms() -> Vec<(FieldId, Value)> {
         (crm::MSDYN_PAYMENTMETHODTYPE, Value::Integer(806_380_992)),
         (crm::MSDYN_PAYMENTSCHEDULENAME, text("Monthly")),
     ]
-}
-
-fn with(mut values: Vec<(FieldId, Value)>, id: FieldId, value: Value) -> Vec<(FieldId, Value)> {
-    values.retain(|(field, _)| *field != id);
-    values.push((id, value));
-    values
-}
-
-fn one(config: &str, change: Change) -> Outcome {
-    // The map never calls the host (its lookups are carried as text): an offline one
-    // proves it.
-    let host = FakeHost::new().unavailable("must not be called");
-    let mut outcomes = run::<TermsOfPayment>(config, &[change], &host).expect("config is valid");
-    assert_eq!(outcomes.len(), 1);
-    outcomes.remove(0)
-}
-
-fn the_error(outcome: Outcome) -> PluginError {
-    match outcome {
-        Outcome::Failed(error) => error,
-        other => panic!("expected an error, got {other:?}"),
-    }
-}
-
-fn upsert(fields: &[(FieldId, Value)]) -> Outcome {
-    Outcome::write(Write {
-        op: WriteOp::Upsert,
-        fields: fields
-            .iter()
-            .map(|(field, value)| FieldValue {
-                field: *field,
-                value: value.clone(),
-            })
-            .collect(),
-    })
-}
-
-fn config_path(config: &str) -> String {
-    TermsOfPayment::default()
-        .configure(config)
-        .expect_err("config is refused")
-        .path
 }
 
 /// The upsert an ERP update of one field writes to CRM.
@@ -479,7 +439,7 @@ fn out_of_pack_lookups_are_copied_as_text_whatever_resolve_lookups_says() {
         r#"{"resolve_lookups": true}"#,
         r#"{"resolve_lookups": false}"#,
     ] {
-        let mut outcomes = run::<TermsOfPayment>(
+        let mut outcomes = testing::run::<TermsOfPayment>(
             config,
             &[change(
                 Side::Erp,
