@@ -523,7 +523,6 @@ fn run_property(read_limits: &'static [usize], one_side_at_a_time: bool) {
 /// The property in full: concurrent edits of the same rows on both sides, batches of
 /// any size.
 #[test]
-#[ignore = "known engine bug: histories where a row is deleted and created again on one side while the other side edits it can still end diverged (about half of the random runs); minimized cases are in the session note; run with --include-ignored"]
 fn random_concurrent_edits_on_both_sides_converge_without_echo() {
     run_property(&[1, 2, 3, 5_000], false);
 }

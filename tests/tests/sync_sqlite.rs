@@ -560,3 +560,48 @@ fn a_stopped_map_syncs_nothing_and_stays_stopped_across_a_restart() {
     assert_eq!(rows.len(), 1, "only the change made after play: {rows:?}");
     assert_eq!(rows[0][2], text("After play"));
 }
+
+/// Both sides created the same key with different values, and only the loser's insert
+/// is captured (the winner's row predates capture, as after a crash kept its write from
+/// being linked): the policy's winner still ends up on both sides, by a fresh look at
+/// the winner's row, and the conflict is recorded.
+#[test]
+fn a_conflict_the_captured_side_loses_brings_the_winners_row_over() {
+    let deployment = Deployment::new();
+    deployment.execute(
+        "erp.db",
+        "INSERT INTO CustCustomerGroup VALUES ('USMF','10','ERP wins','yes',NULL,NULL);",
+    );
+    let mut engine = deployment.engine();
+    deployment.execute(
+        "crm.db",
+        "INSERT INTO msdyn_customergroups VALUES ('USMF','10','CRM loses',0,NULL,NULL);",
+    );
+    settle(&mut engine);
+    assert_eq!(
+        crm_groups(&deployment),
+        vec![vec![
+            text("USMF"),
+            text("10"),
+            text("ERP wins"),
+            "Integer(1)".into()
+        ]]
+    );
+    assert_eq!(
+        erp_groups(&deployment),
+        vec![vec![text("USMF"), text("10"), text("ERP wins"), text("yes")]]
+    );
+    let (_, counters) = engine.counters().into_iter().next().expect("one map");
+    assert_eq!(counters.conflicts, 2, "seen from each side once: {counters:?}");
+    assert_eq!(counters.written_to_crm, 1, "{counters:?}");
+    assert_eq!(counters.written_to_erp, 0, "{counters:?}");
+    assert_eq!(counters.errors, 0, "{counters:?}");
+
+    // The link now holds: later edits flow as usual.
+    deployment.execute(
+        "crm.db",
+        "UPDATE msdyn_customergroups SET msdyn_description = 'Edited in CRM'",
+    );
+    settle(&mut engine);
+    assert_eq!(erp_groups(&deployment)[0][2], text("Edited in CRM"));
+}

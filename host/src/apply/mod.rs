@@ -87,6 +87,21 @@ impl ApplyReport {
     }
 }
 
+/// What a write expects of its target row when it is applied: `None` checks nothing,
+/// `Some(None)` expects no row, `Some(Some(fields))` expects the row to hold these
+/// values in these columns (others may differ).
+pub type Expectation = Option<Option<RowImage>>;
+
+/// The result of [`ApplyBatch::apply_checked`]: the batch's report, and the writes that
+/// were skipped because their row was no longer as expected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedApply {
+    /// One effect per write (a skipped write is [`WriteEffect::Unchanged`]).
+    pub report: ApplyReport,
+    /// Indexes of the writes skipped as stale, in batch order.
+    pub stale: Vec<usize>,
+}
+
 /// Writes to and reads from one side. The sync loop owns one per side.
 ///
 /// A [`SideError::Unavailable`] from any method means the connection is no longer
@@ -98,6 +113,24 @@ pub trait ApplyBatch: Send {
     /// Applies `writes` in one transaction, tagged so the side's capture skips them.
     /// All or nothing: on [`SideError::Rejected`] nothing was kept.
     fn apply(&mut self, writes: &[RowWrite]) -> Result<ApplyReport, SideError>;
+
+    /// Like [`apply`](Self::apply), but first checks, inside the same transaction, that
+    /// each write's row is as `expected` (one entry per write) and skips the writes whose
+    /// row changed since the engine read it: an application's write that landed between
+    /// the engine's read and its write is never overwritten unseen. The default applies
+    /// everything unchecked, for connectors that cannot read inside their write
+    /// transaction.
+    fn apply_checked(
+        &mut self,
+        writes: &[RowWrite],
+        expected: &[Expectation],
+    ) -> Result<CheckedApply, SideError> {
+        let _ = expected;
+        self.apply(writes).map(|report| CheckedApply {
+            report,
+            stale: Vec::new(),
+        })
+    }
 
     /// The whole row of `table` whose `key` columns have these values, if any. The
     /// columns must exist; more than one matching row is a

@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::types::ToSqlOutput;
 use rusqlite::{OptionalExtension as _, params_from_iter};
 
-use super::{ApplyBatch, ApplyReport, RowWrite, WriteEffect};
+use super::{ApplyBatch, ApplyReport, CheckedApply, Expectation, RowWrite, WriteEffect};
 use crate::capture::sqlite::schema::quote_ident;
 use crate::capture::sqlite::values::{value_from_sql, value_to_sql};
 use crate::capture::sqlite::{SqliteDatabase, SqliteOptions};
@@ -64,8 +64,17 @@ impl ApplyBatch for SqliteWriter {
     }
 
     fn apply(&mut self, writes: &[RowWrite]) -> Result<ApplyReport, SideError> {
+        self.apply_checked(writes, &[])
+            .map(|checked| checked.report)
+    }
+
+    fn apply_checked(
+        &mut self,
+        writes: &[RowWrite],
+        expected: &[Expectation],
+    ) -> Result<CheckedApply, SideError> {
         if writes.is_empty() {
-            return Ok(ApplyReport::default());
+            return Ok(CheckedApply::default());
         }
         self.db.check_file()?;
         let marker = &mut self.marker;
@@ -86,52 +95,36 @@ impl ApplyBatch for SqliteWriter {
             if tagged {
                 set_marker(db, true)?;
             }
-            let effects = writes
-                .iter()
-                .enumerate()
-                .map(|(index, write)| apply_one(db, index, write))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut checked = CheckedApply::default();
+            for (index, write) in writes.iter().enumerate() {
+                if let Some(Some(expectation)) = expected.get(index) {
+                    let now = read_in(db, &write.table, &write.key)?;
+                    let as_expected = match (expectation, &now) {
+                        (None, None) => true,
+                        (Some(fields), Some(now)) => fields
+                            .iter()
+                            .all(|(column, value)| now.get(column) == Some(value)),
+                        _ => false,
+                    };
+                    if !as_expected {
+                        checked.stale.push(index);
+                        checked.report.effects.push(WriteEffect::Unchanged);
+                        continue;
+                    }
+                }
+                checked.report.effects.push(apply_one(db, index, write)?);
+            }
             if tagged {
                 set_marker(db, false)?;
             }
-            Ok(ApplyReport { effects })
+            Ok(checked)
         })
     }
 
     fn read_row(&mut self, table: &str, key: &RowImage) -> Result<Option<RowImage>, SideError> {
-        let schema = self.schema(table)?;
-        schema.check_columns(key.keys().map(String::as_str), false)?;
-        if key.is_empty() {
-            return Err(SchemaError::EmptyKey {
-                table: table.to_owned(),
-            }
-            .into());
-        }
-        if key.values().any(|value| *value == Value::Null) {
-            return Ok(None);
-        }
-        let condition: Vec<String> = key
-            .keys()
-            .enumerate()
-            .map(|(at, column)| format!("{} = ?{}", quote_ident(column), at + 1))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {} LIMIT 2",
-            select_list(&schema),
-            quote_ident(table),
-            condition.join(" AND ")
-        );
-        let params = bind_all(key.values(), 0, table)?;
-        let mut rows = query_rows(&self.db, &sql, params, &schema)?;
-        if rows.len() > 1 {
-            return Err(SchemaError::KeyNotUnique {
-                table: table.to_owned(),
-                key: key.keys().cloned().collect(),
-                unique_keys: schema.unique_keys.clone(),
-            }
-            .into());
-        }
-        Ok(rows.pop())
+        self.db.check_file()?;
+        self.db.schema_changed()?;
+        read_in(&mut self.db, table, key)
     }
 
     fn count_rows(&mut self, table: &str) -> Result<u64, SideError> {
@@ -186,6 +179,48 @@ impl ApplyBatch for SqliteWriter {
         );
         query_rows(&self.db, &sql, params, &schema)
     }
+}
+
+/// The whole row of `table` with this `key` (see [`ApplyBatch::read_row`]), on `db` as
+/// it is: inside the caller's transaction when there is one.
+fn read_in(
+    db: &mut SqliteDatabase,
+    table: &str,
+    key: &RowImage,
+) -> Result<Option<RowImage>, SideError> {
+    let schema = db.table(table)?;
+    schema.check_columns(key.keys().map(String::as_str), false)?;
+    if key.is_empty() {
+        return Err(SchemaError::EmptyKey {
+            table: table.to_owned(),
+        }
+        .into());
+    }
+    if key.values().any(|value| *value == Value::Null) {
+        return Ok(None);
+    }
+    let condition: Vec<String> = key
+        .keys()
+        .enumerate()
+        .map(|(at, column)| format!("{} = ?{}", quote_ident(column), at + 1))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} LIMIT 2",
+        select_list(&schema),
+        quote_ident(table),
+        condition.join(" AND ")
+    );
+    let params = bind_all(key.values(), 0, table)?;
+    let mut rows = query_rows(db, &sql, params, &schema)?;
+    if rows.len() > 1 {
+        return Err(SchemaError::KeyNotUnique {
+            table: table.to_owned(),
+            key: key.keys().cloned().collect(),
+            unique_keys: schema.unique_keys.clone(),
+        }
+        .into());
+    }
+    Ok(rows.pop())
 }
 
 fn set_marker(db: &SqliteDatabase, active: bool) -> Result<(), SideError> {
@@ -614,6 +649,69 @@ mod tests {
                 WriteEffect::Unchanged
             ]
         );
+    }
+
+    #[test]
+    fn a_checked_write_whose_row_changed_since_it_was_read_is_skipped() {
+        let (_dir, path, mut writer) = setup();
+        writer
+            .apply(&[customer("C-1", "Ada"), customer("C-2", "Grace")])
+            .unwrap();
+        let name = |value: &str| Some(Some(row(&[("name", text(value))])));
+        let batch = vec![
+            // As read: applied.
+            customer("C-1", "Ada Lovelace"),
+            // An application renamed C-2 after the engine read it: skipped.
+            customer("C-2", "Grace Hopper"),
+            // Expected absent, and absent: applied.
+            customer("C-3", "Edsger"),
+            // Expected absent, but an application created it: skipped.
+            customer("C-4", "Barbara"),
+            // Expected present, and present: deleted.
+            RowWrite::delete("customers", row(&[("account", text("C-1"))])),
+        ];
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "UPDATE customers SET name = 'Grace (app)' WHERE account = 'C-2';
+                 INSERT INTO customers (account, name) VALUES ('C-4', 'Barbara (app)');",
+            )
+            .unwrap();
+        let expected = vec![
+            name("Ada"),
+            name("Grace"),
+            Some(None),
+            Some(None),
+            name("Ada Lovelace"),
+        ];
+        let checked = writer.apply_checked(&batch, &expected).unwrap();
+        assert_eq!(checked.stale, [1, 3]);
+        assert_eq!(
+            checked.report.effects,
+            [
+                WriteEffect::Changed,
+                WriteEffect::Unchanged,
+                WriteEffect::Changed,
+                WriteEffect::Unchanged,
+                WriteEffect::Changed
+            ]
+        );
+        let app = Connection::open(&path).unwrap();
+        let mut statement = app
+            .prepare("SELECT account, name FROM customers ORDER BY account")
+            .unwrap();
+        let rows: Vec<(String, String)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected_rows = [
+            ("C-2", "Grace (app)"),
+            ("C-3", "Edsger"),
+            ("C-4", "Barbara (app)"),
+        ]
+        .map(|(account, name)| (account.to_owned(), name.to_owned()));
+        assert_eq!(rows, expected_rows);
     }
 
     #[test]

@@ -185,6 +185,8 @@ pub trait CaptureStream: Send {
 
     /// Lets the store forget every change up to and including `through`; returns how many
     /// were dropped. Call only once the writes they caused and the checkpoint are durable.
+    /// A connector may defer the dropping (the SQLite one skips it while an application
+    /// holds the write lock); a later acknowledge covers every earlier position.
     fn acknowledge(&mut self, through: Position) -> Result<u64, SideError>;
 
     /// Removes everything [`install`](Self::install) set up, including unacknowledged

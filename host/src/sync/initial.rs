@@ -183,6 +183,7 @@ impl Engine {
             process::process(
                 &mut self.maps[index],
                 side,
+                process::BatchOrigin::InitialSync,
                 &changes,
                 store.as_ref(),
                 &mut self.links,

@@ -9,6 +9,7 @@
 //! grows past its capacity it starts over empty.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::change::Side;
 use crate::state::{BatchCommit, Image, Key, LinkChange};
@@ -40,9 +41,9 @@ impl CachedLink {
 
 type Slot = (String, Side, String);
 
-/// Links by (map, side, key).
+/// Links by (map, side, key); a link is shared by its two entries.
 pub(crate) struct LinkCache {
-    entries: HashMap<Slot, Option<CachedLink>>,
+    entries: HashMap<Slot, Option<Arc<CachedLink>>>,
     capacity: usize,
 }
 
@@ -56,14 +57,25 @@ impl LinkCache {
 
     /// The cached answer for the link of `key` on `side` of `map`: `None` when not
     /// cached, `Some(None)` when cached as "no link".
-    pub(crate) fn get(&self, map: &str, side: Side, key: &Key) -> Option<Option<CachedLink>> {
+    pub(crate) fn get(
+        &self,
+        map: &str,
+        side: Side,
+        key: &Key,
+    ) -> Option<Option<Arc<CachedLink>>> {
         self.entries
             .get(&(map.to_owned(), side, key_id(key)))
             .cloned()
     }
 
     /// Remembers what the store answered for `key` on `side`.
-    pub(crate) fn remember(&mut self, map: &str, side: Side, key: &Key, link: Option<CachedLink>) {
+    pub(crate) fn remember(
+        &mut self,
+        map: &str,
+        side: Side,
+        key: &Key,
+        link: Option<Arc<CachedLink>>,
+    ) {
         self.make_room();
         match link {
             Some(link) => self.put(map, link),
@@ -90,12 +102,12 @@ impl LinkCache {
                     self.make_room();
                     self.put(
                         &upsert.map,
-                        CachedLink {
+                        Arc::new(CachedLink {
                             erp_key: upsert.erp_key.clone(),
                             crm_key: upsert.crm_key.clone(),
                             erp_image: upsert.erp_image.clone(),
                             crm_image: upsert.crm_image.clone(),
-                        },
+                        }),
                     );
                 }
                 LinkChange::Delete(delete) => {
@@ -110,11 +122,11 @@ impl LinkCache {
         }
     }
 
-    fn put(&mut self, map: &str, link: CachedLink) {
+    fn put(&mut self, map: &str, link: Arc<CachedLink>) {
         for side in [Side::Erp, Side::Crm] {
             self.entries.insert(
                 (map.to_owned(), side, key_id(link.key(side))),
-                Some(link.clone()),
+                Some(Arc::clone(&link)),
             );
         }
     }
@@ -171,7 +183,7 @@ mod tests {
             cache
                 .get("m", Side::Crm, &key("C1"))
                 .flatten()
-                .map(|l| l.erp_key),
+                .map(|l| l.erp_key.clone()),
             Some(key("K1"))
         );
         // K1 now links to C2: C1 must not still point at K1.
@@ -184,7 +196,7 @@ mod tests {
             cache
                 .get("m", Side::Erp, &key("K1"))
                 .flatten()
-                .map(|l| l.crm_key),
+                .map(|l| l.crm_key.clone()),
             Some(key("C2"))
         );
         cache.apply(&BatchCommit {

@@ -46,6 +46,9 @@ pub use initial::InitialSyncStatus;
 use lookups::{EngineLookups, EntityLocation};
 pub use process::MapCounters;
 
+/// Most rounds of up to 1,000 queued changes one map drains in one step.
+const MAX_QUEUE_ROUNDS_PER_STEP: usize = 20;
+
 /// Most links kept in memory (each twice, under both keys).
 const LINK_CACHE_ENTRIES: usize = 400_000;
 
@@ -438,7 +441,9 @@ impl Engine {
     fn drain_queue(&mut self, index: usize) -> anyhow::Result<usize> {
         let mut written = 0;
         let name = self.maps[index].plan.name.clone();
-        loop {
+        // Bounded per step, so a map whose queue keeps refilling (fresh looks at keys
+        // queued by the batches drained here) cannot hold the other sides up.
+        for _ in 0..MAX_QUEUE_ROUNDS_PER_STEP {
             for role in [Side::Erp, Side::Crm] {
                 let side = self.side_index(&self.maps[index].plan.endpoint(role).side);
                 if self.sides[side].offline.is_some() {
@@ -474,6 +479,7 @@ impl Engine {
                 let result = process::process(
                     &mut self.maps[index],
                     role,
+                    process::BatchOrigin::Live,
                     &changes,
                     store.as_ref(),
                     &mut self.links,
@@ -494,6 +500,7 @@ impl Engine {
             self.commit(&commit)?;
             self.maps[index].queued = self.maps[index].queued.saturating_sub(queued.len() as u64);
         }
+        Ok(written)
     }
 
     fn side_index(&self, name: &str) -> usize {
@@ -656,6 +663,7 @@ impl Engine {
         match process::process(
             map,
             role,
+            process::BatchOrigin::Live,
             changes,
             store.as_ref(),
             &mut self.links,

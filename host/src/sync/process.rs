@@ -5,14 +5,29 @@
 //! changes and queued ones take the same path), the state store (links) and the other
 //! side's writer. Output: rows written on the other side, and links, errors and activity
 //! added to the batch's [`BatchCommit`]. The caller commits that and acknowledges.
+//!
+//! The sync is state-based per key: the batch's changes say which keys to look at, and
+//! for each key the row *as it is now* on the source side is compared with the link's
+//! last synced image (DESIGN.md section 4). Equal: nothing to do (an echo of the engine's
+//! own write, or edits that were undone). Different: the plugin transforms the current
+//! row (an insert when the key was never synced, else an update whose changed fields
+//! are those that differ from the synced image). Gone: a delete. Before each write the
+//! target row is compared with the link's image of it: changed there too is a conflict,
+//! decided by the map's policy, as is a row both sides created under the same key. So a
+//! change captured before a later one, or before the engine itself wrote the row, never
+//! sends an old value, and a batch holding many changes of one key costs one plugin call
+//! and at most one write for it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use chrono::Utc;
 
 use super::MapRun;
 use super::links::{CachedLink, LinkCache, key_id};
-use crate::apply::{ApplyBatch, RowWrite};
+use crate::apply::{ApplyBatch, Expectation, RowWrite};
 use crate::capture::{CapturedChange, RowImage, SideError};
 use crate::change::{
     Change, ChangeOp, EntitySpec, ErrorClass, Side, SyncError, TrapReason, Value, WriteOp,
@@ -99,41 +114,9 @@ fn key_of(image: &Image, columns: &[String]) -> Option<Key> {
         .collect()
 }
 
-/// The source row of a change: the after image, or for a delete the before image (or
-/// at least the key).
-fn source_image(change: &StoredChange, key_columns: &[String]) -> Image {
-    change
-        .after
-        .clone()
-        .or_else(|| change.before.clone())
-        .unwrap_or_else(|| {
-            key_columns
-                .iter()
-                .cloned()
-                .zip(change.key.iter().cloned())
-                .collect()
-        })
-}
-
-/// The plugin's view of a change: one value per declared field, changed ids.
-fn plugin_change(change: &StoredChange, image: &Image, spec: &EntitySpec) -> Change {
-    let row = spec
-        .fields
-        .iter()
-        .map(|field| image.get(&field.name).cloned().unwrap_or(Value::Null))
-        .collect();
-    let mut changed: Vec<u32> = change
-        .changed
-        .iter()
-        .filter_map(|name| spec.id_of(name))
-        .collect();
-    changed.sort_unstable();
-    Change {
-        source: change.side,
-        op: change.op,
-        row,
-        changed,
-    }
+/// A key's values under their column names.
+fn key_image(columns: &[String], key: &Key) -> RowImage {
+    columns.iter().cloned().zip(key.iter().cloned()).collect()
 }
 
 /// The declared fields of `spec` in `image`.
@@ -148,8 +131,37 @@ fn declared_image(image: &Image, spec: &EntitySpec) -> Image {
         .collect()
 }
 
-/// What the batch knows about a link before the state commit: the store's view updated
-/// by the earlier changes of the same batch.
+/// The declared fields of `spec` taken out of a row read from a side.
+fn into_declared_image(mut row: RowImage, spec: &EntitySpec) -> Image {
+    if row.len() == spec.fields.len() {
+        row.retain(|name, _| spec.id_of(name).is_some());
+        return row;
+    }
+    spec.fields
+        .iter()
+        .filter_map(|field| row.remove(&field.name).map(|value| (field.name.clone(), value)))
+        .collect()
+}
+
+/// The plugin's view of a row: one value per declared field.
+fn plugin_row(image: &Image, spec: &EntitySpec) -> Vec<Value> {
+    spec.fields
+        .iter()
+        .map(|field| image.get(&field.name).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// The ids of the declared fields whose value in `now` differs from `base`.
+fn changed_ids(now: &Image, base: &Image, spec: &EntitySpec) -> Vec<u32> {
+    spec.fields
+        .iter()
+        .enumerate()
+        .filter(|(_, field)| now.get(&field.name) != base.get(&field.name))
+        .map(|(id, _)| id as u32)
+        .collect()
+}
+
+/// What the batch knows about a link: the store's view, updated by this batch's writes.
 #[derive(Clone)]
 struct LinkView {
     source_key: Key,
@@ -158,17 +170,109 @@ struct LinkView {
     target_image: Image,
 }
 
-/// One write waiting to be applied, and the change it comes from.
+/// The changes of one key in a batch. Only the row as it is now on the source side
+/// travels (state-based sync): the changes say which keys to look at, the row and the
+/// link's last synced images say what to do. So a change captured before a later one,
+/// or before the engine itself wrote the row, can never send an old value.
+struct KeyGroup<'a> {
+    key: Key,
+    /// The change errors and activity name: the key's last change, or for a key an
+    /// update moved away from, a delete of the old key made from that update.
+    change: Cow<'a, StoredChange>,
+    /// Index of the key's last change in the batch (groups run in this order).
+    last: usize,
+    /// How many changes of the batch it stands for.
+    count: u64,
+    /// The row image just before a change of this batch removed the row from this key
+    /// (a delete, or an update that changed the key), when one did.
+    removed: Option<Option<Image>>,
+}
+
+/// Groups the batch's changes by key, in the order of each key's last change.
+fn group_by_key<'a>(changes: &'a [StoredChange], key_columns: &[String]) -> Vec<KeyGroup<'a>> {
+    let mut groups: Vec<KeyGroup<'a>> = Vec::new();
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    let mut add = |key: Key, change: Cow<'a, StoredChange>, at: usize, removed: Option<Option<Image>>| {
+        match index_of.entry(key_id(&key)) {
+            Entry::Occupied(entry) => {
+                let group = &mut groups[*entry.get()];
+                group.change = change;
+                group.last = at;
+                group.count += 1;
+                if removed.is_some() {
+                    group.removed = removed;
+                }
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(groups.len());
+                groups.push(KeyGroup {
+                    key,
+                    change,
+                    last: at,
+                    count: 1,
+                    removed,
+                });
+            }
+        }
+    };
+    for (at, change) in changes.iter().enumerate() {
+        // An update that changed the key removes the row from its old key.
+        if change.op == ChangeOp::Update
+            && let Some(before) = &change.before
+            && let Some(old_key) = key_of(before, key_columns)
+            && old_key != change.key
+        {
+            let moved = StoredChange {
+                op: ChangeOp::Delete,
+                key: old_key.clone(),
+                after: None,
+                changed: Vec::new(),
+                ..change.clone()
+            };
+            add(old_key, Cow::Owned(moved), at, Some(Some(before.clone())));
+        }
+        let removed = (change.op == ChangeOp::Delete).then(|| change.before.clone());
+        add(change.key.clone(), Cow::Borrowed(change), at, removed);
+    }
+    groups.sort_by_key(|group| group.last);
+    groups
+}
+
+/// One write waiting to be applied, the key group it comes from, and the target row it
+/// was decided against (checked again inside the write transaction).
 struct PendingWrite {
-    change: usize,
+    group: usize,
     write: RowWrite,
+    expected: Expectation,
+}
+
+/// What became of a key group's link.
+enum LinkOutcome {
+    /// The group failed or left the link as it was.
+    Unchanged,
+    /// The link now holds these images.
+    Set(LinkView),
+    /// The rows are gone on both sides.
+    Removed,
+}
+
+/// Why a batch is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BatchOrigin {
+    /// Captured changes, queued ones and retries: conflicts go by the map's policy.
+    Live,
+    /// The initial sync's merge from the master side (then the other side's rows it did
+    /// not link): a row both sides hold unlinked takes the source's values.
+    InitialSync,
 }
 
 /// Processes one batch; see the module doc. Errors are only those of the target side
 /// (unavailable) or the state store; everything about single changes goes to `commit`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn process(
     map: &mut MapRun,
     role: Side,
+    origin: BatchOrigin,
     changes: &[StoredChange],
     store: &dyn StateStore,
     link_cache: &mut LinkCache,
@@ -179,133 +283,101 @@ pub(crate) fn process(
     let descriptor = map.runner.descriptor().clone();
     let source_spec = descriptor.entity(role).clone();
     let target_spec = descriptor.entity(target_role).clone();
-    let source_key_columns = map.plan.endpoint(role).key.clone();
+    let source_endpoint = map.plan.endpoint(role).clone();
     let target_endpoint = map.plan.endpoint(target_role).clone();
     let plugin_version = map.runner.plugin().hash().short();
     let map_name = map.plan.name.clone();
 
     // Links as committed (the cache, else the store), by source key.
-    let mut link_of = |key: &Key| -> Result<Option<LinkView>, SideError> {
-        let cached = match link_cache.get(&map_name, role, key) {
-            Some(cached) => cached,
-            None => {
-                let stored = store
-                    .link(&map_name, role, key)
-                    .map_err(|error| unavailable(format!("reading links: {error}")))?;
-                let link = stored.map(|link| CachedLink {
-                    erp_key: link.erp_key,
-                    crm_key: link.crm_key,
-                    erp_image: link.erp_image,
-                    crm_image: link.crm_image,
-                });
-                link_cache.remember(&map_name, role, key, link.clone());
-                link
-            }
-        };
-        Ok(cached.map(|link| LinkView {
-            source_key: link.key(role).clone(),
-            target_key: link.key(target_role).clone(),
-            source_image: link.image(role).clone(),
-            target_image: link.image(target_role).clone(),
-        }))
+    let mut link_of = |key: &Key| -> Result<Option<Arc<CachedLink>>, SideError> {
+        if let Some(cached) = link_cache.get(&map_name, role, key) {
+            return Ok(cached);
+        }
+        let stored = store
+            .link(&map_name, role, key)
+            .map_err(|error| unavailable(format!("reading links: {error}")))?;
+        let link = stored.map(|link| {
+            Arc::new(CachedLink {
+                erp_key: link.erp_key,
+                crm_key: link.crm_key,
+                erp_image: link.erp_image,
+                crm_image: link.crm_image,
+            })
+        });
+        link_cache.remember(&map_name, role, key, link.clone());
+        Ok(link)
     };
 
-    // Echo check and the plugin's input.
-    let mut to_transform = Vec::new();
+    // Each key's row as it is now against its link: what, if anything, to send.
+    let groups = group_by_key(changes, &source_endpoint.key);
     let mut inputs = Vec::new();
-    let mut images = Vec::new();
-    let source_entity = map.plan.endpoint(role).entity.clone();
-    // Whether a later change of the same key follows in this batch: then this one's
-    // image is not the row's latest, and the source row is compared only at the last.
-    let last_of_key: HashMap<String, usize> = changes
-        .iter()
-        .enumerate()
-        .map(|(index, change)| (key_id(&change.key), index))
-        .collect();
-    let mut earlier_in_batch: HashMap<String, Option<Image>> = HashMap::new();
-    let mut now_of_key: HashMap<String, Option<Image>> = HashMap::new();
-    let mut superseded_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut gone_keys: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for (index, change) in changes.iter().enumerate() {
-        let image = source_image(change, &source_key_columns);
-        let declared = declared_image(&image, &source_spec);
-        let link = link_of(&change.key)?;
-        let id = key_id(&change.key);
-        // What the other side holds (or will, once this batch is applied) for this key:
-        // an earlier change of the batch, else the last synced image.
-        let baseline = match earlier_in_batch.get(&id) {
-            Some(earlier) => earlier.clone(),
-            None => link.as_ref().map(|link| link.source_image.clone()),
+    // Per input: its group, the link, and the source image it sends (None: a delete).
+    let mut sent: Vec<(usize, Option<Arc<CachedLink>>, Option<Image>)> = Vec::new();
+    for (at, group) in groups.iter().enumerate() {
+        let link = link_of(&group.key)?;
+        let base = link.as_ref().map(|link| link.image(role));
+        let now = source
+            .read_row(
+                &source_endpoint.entity,
+                &key_image(&source_endpoint.key, &group.key),
+            )?
+            .map(|row| into_declared_image(row, &source_spec));
+        let input = match (now, base) {
+            // Exactly what was last synced: the engine's own write, a change of unmapped
+            // columns, or changes that were undone.
+            (Some(now), Some(base)) if now == *base => None,
+            (Some(now), base) => {
+                let (op, changed) = match base {
+                    Some(base) => (ChangeOp::Update, changed_ids(&now, base, &source_spec)),
+                    None => (ChangeOp::Insert, (0..source_spec.fields.len() as u32).collect()),
+                };
+                let change = Change {
+                    source: role,
+                    op,
+                    row: plugin_row(&now, &source_spec),
+                    changed,
+                };
+                Some((change, Some(now)))
+            }
+            // Gone: a synced row, or one a change of this batch removed (the other side
+            // may hold it from a write whose link a crash kept from being recorded).
+            (None, base) if base.is_some() || group.removed.is_some() => {
+                let last_seen = group
+                    .removed
+                    .clone()
+                    .flatten()
+                    .map(|before| declared_image(&before, &source_spec))
+                    .or_else(|| base.cloned())
+                    .unwrap_or_else(|| key_image(&source_endpoint.key, &group.key));
+                let change = Change {
+                    source: role,
+                    op: ChangeOp::Delete,
+                    row: plugin_row(&last_seen, &source_spec),
+                    changed: Vec::new(),
+                };
+                Some((change, None))
+            }
+            // Gone and never synced: nothing to do.
+            (None, _) => None,
         };
-        if change.op != ChangeOp::Delete && baseline.as_ref() == Some(&declared) {
-            // The row holds exactly what was last synced: our own write come back by
-            // another path, or a write that changed no mapped field.
-            map.counters.no_ops += 1;
-            continue;
-        }
-        earlier_in_batch.insert(
-            id.clone(),
-            (change.op != ChangeOp::Delete).then(|| declared.clone()),
-        );
-        // A change captured before the engine itself wrote this row on the source side
-        // (the other side won a conflict, a catch-up applied newer values, a delete was
-        // undone) is stale and must not travel back. Only the row as it is now can
-        // tell, read once per key of the batch.
-        let first = !now_of_key.contains_key(&id);
-        if first {
-            let key_image: RowImage = source_key_columns
-                .iter()
-                .cloned()
-                .zip(change.key.iter().cloned())
-                .collect();
-            let now = source
-                .read_row(&source_entity, &key_image)?
-                .map(|row| declared_image(&row, &source_spec));
-            // The row holds what the engine last synced to it: every change of this key
-            // in the batch came before that write.
-            if matches!((&now, &link), (Some(now), Some(link)) if *now == link.source_image) {
-                superseded_keys.insert(id.clone());
+        match input {
+            Some((change, image)) => {
+                map.counters.no_ops += group.count - 1;
+                inputs.push(change);
+                sent.push((at, link, image));
             }
-            // Gone now and not linked: its inserts and updates are stale. Its delete
-            // still goes (by key): the other side may hold the row from a write whose
-            // link a crash kept from being recorded.
-            if now.is_none() && link.is_none() {
-                gone_keys.insert(id.clone());
-            }
-            now_of_key.insert(id.clone(), now);
+            None => map.counters.no_ops += group.count,
         }
-        if superseded_keys.contains(&id)
-            || (gone_keys.contains(&id) && change.op != ChangeOp::Delete)
-        {
-            map.counters.no_ops += 1;
-            continue;
-        }
-        if last_of_key.get(&id) == Some(&index) {
-            let now = now_of_key.get(&id).cloned().flatten();
-            let superseded = match (change.op, &now) {
-                // Deleted, but the row is back: the insert that restored it follows.
-                (ChangeOp::Delete, Some(_)) => true,
-                (ChangeOp::Delete, None) => false,
-                // Written, but the row is gone: its delete follows (or was ours).
-                (_, None) => true,
-                // The row holds what the engine last synced (or this batch syncs) to it.
-                (_, Some(now)) => baseline.as_ref() == Some(now),
-            };
-            if superseded {
-                map.counters.no_ops += 1;
-                continue;
-            }
-        }
-        inputs.push(plugin_change(change, &image, &source_spec));
-        to_transform.push(index);
-        images.push(declared);
     }
     let results = map.runner.transform(&inputs);
 
     let mut pending: Vec<PendingWrite> = Vec::new();
-    let mut overlay: HashMap<String, (Key, Option<LinkView>)> = HashMap::new();
-    for ((&index, result), source_image) in to_transform.iter().zip(results).zip(images) {
-        let change = &changes[index];
+    let mut outcomes: Vec<LinkOutcome> = (0..groups.len()).map(|_| LinkOutcome::Unchanged).collect();
+    // Target rows this batch writes, as they will be (None: deleted), by target key.
+    let mut written_rows: HashMap<String, Option<Image>> = HashMap::new();
+    for ((at, committed_link, source_now), result) in sent.into_iter().zip(results) {
+        let group = &groups[at];
+        let change = group.change.as_ref();
         let writes = match result {
             TransformResult::Filtered => {
                 map.counters.filtered += 1;
@@ -321,12 +393,15 @@ pub(crate) fn process(
             map.counters.no_ops += 1;
             continue;
         }
-        let change_key_id = key_id(&change.key);
-        let mut link = match overlay.get(&change_key_id) {
-            Some((_, view)) => view.clone(),
-            None => link_of(&change.key)?,
-        };
+        let mut link: Option<LinkView> = committed_link.as_ref().map(|link| LinkView {
+            source_key: link.key(role).clone(),
+            target_key: link.key(target_role).clone(),
+            source_image: link.image(role).clone(),
+            target_image: link.image(target_role).clone(),
+        });
+        let source_image = source_now.clone().unwrap_or_default();
         let mut failed = false;
+        let mut wrote = false;
         for write in writes {
             let fields: RowImage = write
                 .fields
@@ -356,28 +431,77 @@ pub(crate) fn process(
                 failed = true;
                 break;
             };
-            let key_image: RowImage = target_endpoint
-                .key
-                .iter()
-                .cloned()
-                .zip(target_key.iter().cloned())
-                .collect();
+            let target_id = key_id(&target_key);
+            let target_key_image = key_image(&target_endpoint.key, &target_key);
+            // What the target holds now: this batch's pending image if it wrote the row,
+            // else the row itself.
+            let current = match written_rows.get(&target_id) {
+                Some(pending) => pending.clone(),
+                None => writer
+                    .read_row(&target_endpoint.entity, &target_key_image)?
+                    .map(|row| into_declared_image(row, &target_spec)),
+            };
+
             if write.op == WriteOp::Delete {
+                let Some(current) = current else {
+                    // Already gone: nothing to write, nothing left to link.
+                    link = None;
+                    continue;
+                };
+                // Deleted here, changed there since the last sync: a conflict.
+                if let Some(view) = &link
+                    && changed_since(&view.target_image, &current)
+                {
+                    map.counters.conflicts += 1;
+                    let outcome =
+                        resolve_conflict(&map.plan.conflict, role, &source_image, &current);
+                    let apply = match outcome {
+                        ConflictOutcome::Apply => true,
+                        ConflictOutcome::Only(owned) => !owned.is_empty(),
+                        ConflictOutcome::Skip => false,
+                        ConflictOutcome::Park => {
+                            park(
+                                map,
+                                commit,
+                                change,
+                                view,
+                                role,
+                                (None, Some(current.clone())),
+                                "the row was deleted on this side and changed on the other; pick a side",
+                                &plugin_version,
+                            );
+                            failed = true;
+                            break;
+                        }
+                    };
+                    commit.activity.push(conflict_activity(
+                        &map_name,
+                        role,
+                        change,
+                        &plugin_version,
+                        if apply {
+                            "the row was deleted on this side and changed on the other; the policy applied the delete"
+                        } else {
+                            "the row was deleted on this side and changed on the other; the policy kept the other side's row"
+                        },
+                    ));
+                    if !apply {
+                        reexamine(map, commit, target_role, &target_endpoint.entity, target_key, change);
+                        failed = true;
+                        break;
+                    }
+                }
+                written_rows.insert(target_id, None);
                 pending.push(PendingWrite {
-                    change: index,
-                    write: RowWrite::delete(&target_endpoint.entity, key_image),
+                    group: at,
+                    write: RowWrite::delete(&target_endpoint.entity, target_key_image),
+                    expected: Some(Some(current)),
                 });
+                wrote = true;
                 link = None;
                 continue;
             }
-            // What the target holds now: this batch's pending image if it wrote the row,
-            // else the row itself.
-            let current = match (&link, overlay.contains_key(&change_key_id)) {
-                (Some(view), true) => Some(view.target_image.clone()),
-                // This batch deletes the row before this write.
-                (None, true) => None,
-                _ => writer.read_row(&target_endpoint.entity, &key_image)?,
-            };
+
             // The target already holds what this write sets (a redelivery after a
             // crash, or both sides made the same edit): nothing to write and no
             // conflict; the link records the agreement.
@@ -386,14 +510,13 @@ pub(crate) fn process(
                     .iter()
                     .all(|(name, value)| current.get(name) == Some(value))
             {
-                map.counters.no_ops += 1;
                 let mut target_image = link
                     .as_ref()
                     .map(|view| view.target_image.clone())
-                    .unwrap_or_else(|| declared_image(current, &target_spec));
-                target_image.extend(fields.clone());
+                    .unwrap_or_else(|| current.clone());
+                target_image.extend(fields);
                 link = Some(LinkView {
-                    source_key: change.key.clone(),
+                    source_key: group.key.clone(),
                     target_key,
                     source_image: source_image.clone(),
                     target_image,
@@ -401,86 +524,54 @@ pub(crate) fn process(
                 continue;
             }
             let mut fields = fields;
-            // Synced before, gone from the target now: the target deleted it meanwhile.
-            // A delete against an update is a conflict; if this side wins, the whole
-            // row is written again (the link's last synced image with this write).
-            if let (Some(view), None) = (&link, &current) {
-                map.counters.conflicts += 1;
-                let empty = RowImage::new();
-                let outcome = resolve_conflict(&map.plan.conflict, role, &source_image, &empty);
-                commit.activity.push(conflict_activity(
-                    &map_name,
-                    role,
-                    change,
-                    &plugin_version,
+            let conflict = match (&link, &current) {
+                // Synced before, gone from the target now: the target deleted it.
+                (Some(_), None) => Some((
                     "the row was deleted on the other side and changed on this one",
-                ));
-                match outcome {
-                    ConflictOutcome::Apply | ConflictOutcome::Only(_) => {
-                        let mut whole = view.target_image.clone();
-                        whole.extend(fields);
-                        fields = whole;
-                    }
-                    ConflictOutcome::Skip => {
-                        failed = true;
-                        break;
-                    }
-                    ConflictOutcome::Park => {
-                        map.counters.errors += 1;
-                        commit.errors.push(NewError {
-                            change: change.clone(),
-                            error: SyncError::new(
-                                ErrorClass::Conflict,
-                                "the row was deleted on the other side and changed on this one; pick a side",
-                            ),
-                            next_retry: None,
-                            conflict: Some(ConflictImages {
-                                erp_base: Some(view.image_for(Side::Erp, role)),
-                                crm_base: Some(view.image_for(Side::Crm, role)),
-                                erp: (role == Side::Erp).then(|| source_image.clone()),
-                                crm: (role == Side::Crm).then(|| source_image.clone()),
-                            }),
-                            plugin_version: Some(plugin_version.clone()),
-                        });
-                        failed = true;
-                        break;
-                    }
+                    RowImage::new(),
+                )),
+                // Both sides changed the row since the last sync.
+                (Some(view), Some(current)) if changed_since(&view.target_image, current) => {
+                    Some(("both sides changed the row since the last sync", current.clone()))
                 }
-            }
-            if let (Some(view), Some(current)) = (&link, &current)
-                && changed_since(&view.target_image, current)
-            {
+                // Never synced, and the target has a different row under the same key:
+                // both sides created it (the initial sync's source is the master: its
+                // row wins without a conflict).
+                (None, Some(current)) if origin == BatchOrigin::Live => Some((
+                    "both sides created the row with different values",
+                    current.clone(),
+                )),
+                _ => None,
+            };
+            if let Some((what, target_now)) = conflict {
                 map.counters.conflicts += 1;
-                let outcome = resolve_conflict(&map.plan.conflict, role, &source_image, current);
-                let note = match &outcome {
-                    ConflictOutcome::Apply => {
-                        "both sides changed the row; the policy applied this change"
-                    }
-                    ConflictOutcome::Skip => {
-                        "both sides changed the row; the policy kept the other side's version"
-                    }
-                    ConflictOutcome::Only(_) => {
-                        "both sides changed the row; each side's owned fields were kept"
-                    }
-                    ConflictOutcome::Park => "both sides changed the row; parked for an admin",
+                let outcome = resolve_conflict(&map.plan.conflict, role, &source_image, &target_now);
+                let decision = match &outcome {
+                    ConflictOutcome::Apply => "the policy applied this side's row",
+                    ConflictOutcome::Skip => "the policy kept the other side's row",
+                    ConflictOutcome::Only(_) => "each side's owned fields were kept",
+                    ConflictOutcome::Park => "parked for an admin",
                 };
                 commit.activity.push(conflict_activity(
                     &map_name,
                     role,
                     change,
                     &plugin_version,
-                    note,
+                    &format!("{what}; {decision}"),
                 ));
                 match outcome {
                     ConflictOutcome::Apply => {
-                        // The winner's whole row: what it last synced, with this change.
+                        // The winner's whole row: what it last synced, with this write.
                         // Fields it did not change keep their synced values, so the
                         // other side's concurrent edits do not survive half-way.
-                        let mut whole = view.target_image.clone();
-                        whole.extend(std::mem::take(&mut fields));
-                        fields = whole;
+                        if let Some(view) = &link {
+                            let mut whole = view.target_image.clone();
+                            whole.extend(std::mem::take(&mut fields));
+                            fields = whole;
+                        }
                     }
                     ConflictOutcome::Skip => {
+                        reexamine(map, commit, target_role, &target_endpoint.entity, target_key, change);
                         failed = true;
                         break;
                     }
@@ -490,31 +581,22 @@ pub(crate) fn process(
                         });
                     }
                     ConflictOutcome::Park => {
-                        let images = ConflictImages {
-                            erp_base: Some(view.image_for(Side::Erp, role)),
-                            crm_base: Some(view.image_for(Side::Crm, role)),
-                            erp: Some(if role == Side::Erp {
-                                source_image.clone()
-                            } else {
-                                current.clone()
-                            }),
-                            crm: Some(if role == Side::Crm {
-                                source_image.clone()
-                            } else {
-                                current.clone()
-                            }),
+                        let empty = LinkView {
+                            source_key: group.key.clone(),
+                            target_key: target_key.clone(),
+                            source_image: Image::new(),
+                            target_image: Image::new(),
                         };
-                        map.counters.errors += 1;
-                        commit.errors.push(NewError {
-                            change: change.clone(),
-                            error: SyncError::new(
-                                ErrorClass::Conflict,
-                                "both sides changed the row since the last sync; pick a side or merge",
-                            ),
-                            next_retry: None,
-                            conflict: Some(images),
-                            plugin_version: Some(plugin_version.clone()),
-                        });
+                        park(
+                            map,
+                            commit,
+                            change,
+                            link.as_ref().unwrap_or(&empty),
+                            role,
+                            (Some(source_image.clone()), current.clone()),
+                            &format!("{what}; pick a side or merge"),
+                            &plugin_version,
+                        );
                         failed = true;
                         break;
                     }
@@ -523,47 +605,80 @@ pub(crate) fn process(
             // What the link records as synced to the target: the last synced image and
             // this write; never the target's own unsynced edits (they still have to
             // travel the other way). A first link starts from the row as it is.
-            let mut target_image = match &link {
-                Some(view) => view.target_image.clone(),
-                None => current
-                    .as_ref()
-                    .map(|row| declared_image(row, &target_spec))
-                    .unwrap_or_default(),
+            let mut target_image = match (&link, &current) {
+                (Some(view), _) => view.target_image.clone(),
+                (None, Some(current)) => current.clone(),
+                (None, None) => Image::new(),
             };
-            target_image.extend(fields.clone());
-            let view = LinkView {
-                source_key: change.key.clone(),
-                target_key: target_key.clone(),
+            target_image.extend(fields.iter().map(|(name, value)| (name.clone(), value.clone())));
+            let mut row_after = current.clone().unwrap_or_default();
+            row_after.extend(fields.iter().map(|(name, value)| (name.clone(), value.clone())));
+            written_rows.insert(target_id, Some(row_after));
+            pending.push(PendingWrite {
+                group: at,
+                write: RowWrite::upsert(&target_endpoint.entity, target_key_image, fields),
+                expected: Some(current),
+            });
+            wrote = true;
+            link = Some(LinkView {
+                source_key: group.key.clone(),
+                target_key,
                 source_image: source_image.clone(),
                 target_image,
-            };
-            pending.push(PendingWrite {
-                change: index,
-                write: RowWrite::upsert(&target_endpoint.entity, key_image, fields),
             });
-            link = Some(view);
         }
-        if !failed {
-            overlay.insert(change_key_id, (change.key.clone(), link));
+        if failed {
+            continue;
         }
+        if !wrote {
+            map.counters.no_ops += 1;
+        }
+        outcomes[at] = match link {
+            Some(view) => LinkOutcome::Set(view),
+            None if committed_link.is_some() => LinkOutcome::Removed,
+            None => LinkOutcome::Unchanged,
+        };
     }
 
-    // Apply; a write the target refuses fails its change, and the rest is tried again.
-    let mut rejected_changes: Vec<usize> = Vec::new();
-    loop {
-        let writes: Vec<RowWrite> = pending.iter().map(|p| p.write.clone()).collect();
-        if writes.is_empty() {
-            break;
-        }
-        match writer.apply(&writes) {
-            Ok(_) => break,
+    // Apply; a write the target refuses fails its group, and the rest is tried again. A
+    // write whose row an application changed since it was read is skipped and its key
+    // looked at again (the link is left as it was, so the next look sees both edits).
+    let mut owners = Vec::with_capacity(pending.len());
+    let mut writes = Vec::with_capacity(pending.len());
+    let mut expected = Vec::with_capacity(pending.len());
+    for pending in pending {
+        owners.push(pending.group);
+        writes.push(pending.write);
+        expected.push(pending.expected);
+    }
+    let mut written = 0;
+    while !writes.is_empty() {
+        match writer.apply_checked(&writes, &expected) {
+            Ok(checked) => {
+                written = writes.len() - checked.stale.len();
+                let mut stale_groups: Vec<usize> =
+                    checked.stale.iter().map(|&index| owners[index]).collect();
+                stale_groups.dedup();
+                for group in stale_groups {
+                    outcomes[group] = LinkOutcome::Unchanged;
+                    reexamine(
+                        map,
+                        commit,
+                        role,
+                        &source_endpoint.entity,
+                        groups[group].key.clone(),
+                        groups[group].change.as_ref(),
+                    );
+                }
+                break;
+            }
             Err(SideError::Rejected {
                 index: Some(bad),
                 message,
                 dependency,
                 ..
             }) => {
-                let change = pending[bad].change;
+                let group = owners[bad];
                 let class = if dependency {
                     ErrorClass::DependencyMissing
                 } else {
@@ -572,48 +687,48 @@ pub(crate) fn process(
                 fail(
                     map,
                     commit,
-                    &changes[change],
+                    groups[group].change.as_ref(),
                     SyncError::new(class, message),
                     &plugin_version,
                 );
-                rejected_changes.push(change);
-                pending.retain(|p| p.change != change);
+                outcomes[group] = LinkOutcome::Unchanged;
+                let keep: Vec<bool> = owners.iter().map(|&owner| owner != group).collect();
+                let mut flags = keep.iter();
+                writes.retain(|_| *flags.next().unwrap_or(&true));
+                let mut flags = keep.iter();
+                expected.retain(|_| *flags.next().unwrap_or(&true));
+                owners.retain(|&owner| owner != group);
             }
             Err(SideError::Rejected {
                 index: None,
                 message,
                 ..
             }) => {
-                // Refused only at commit: fail the whole batch's changes, kept for retry.
-                for p in &pending {
+                // Refused only at commit: fail every group of the batch, kept for retry.
+                let mut failed_groups = owners.clone();
+                failed_groups.dedup();
+                for group in failed_groups {
                     fail(
                         map,
                         commit,
-                        &changes[p.change],
+                        groups[group].change.as_ref(),
                         SyncError::new(ErrorClass::TargetRejected, message.clone()),
                         &plugin_version,
                     );
+                    outcomes[group] = LinkOutcome::Unchanged;
                 }
-                pending.clear();
-                break;
+                writes.clear();
             }
             Err(other) => return Err(other),
         }
     }
-    let written = pending.len();
     map.counters.written(target_role, written);
 
-    // Links: the last view of each key this batch touched, unless its change failed.
-    for (key, view) in overlay.into_values() {
-        let failed = !rejected_changes.is_empty()
-            && rejected_changes
-                .iter()
-                .any(|&index| changes[index].key == key);
-        if failed {
-            continue;
-        }
-        match view {
-            Some(view) => commit.links.push(LinkChange::Upsert(match role {
+    // Links: what each group left, unless it failed.
+    for (group, outcome) in groups.iter().zip(outcomes) {
+        match outcome {
+            LinkOutcome::Unchanged => {}
+            LinkOutcome::Set(view) => commit.links.push(LinkChange::Upsert(match role {
                 Side::Erp => LinkUpsert {
                     map: map_name.clone(),
                     erp_key: view.source_key,
@@ -631,14 +746,74 @@ pub(crate) fn process(
                     plugin_version: plugin_version.clone(),
                 },
             })),
-            None => commit.links.push(LinkChange::Delete(LinkDelete {
+            LinkOutcome::Removed => commit.links.push(LinkChange::Delete(LinkDelete {
                 map: map_name.clone(),
                 side: role,
-                key,
+                key: group.key.clone(),
             })),
         }
     }
     Ok(written)
+}
+
+/// Queues a fresh look at `key` of `role`'s entity (a change of nothing, so the row as
+/// it is now is compared with its link again): after a conflict this side lost, so the
+/// winner's row travels here even when no change of the winner's is on its way (a crash
+/// kept its write from being linked), and after a write found its row changed meanwhile.
+fn reexamine(
+    map: &mut MapRun,
+    commit: &mut BatchCommit,
+    role: Side,
+    entity: &str,
+    key: Key,
+    cause: &StoredChange,
+) {
+    map.queued += 1;
+    commit.enqueue.push(StoredChange {
+        map: cause.map.clone(),
+        side: role,
+        entity: entity.to_owned(),
+        op: ChangeOp::Update,
+        position: cause.position,
+        key,
+        before: None,
+        after: None,
+        changed: Vec::new(),
+        committed_at: None,
+    });
+}
+
+/// Parks a conflict for an admin: an error of class conflict with the base images and
+/// both sides' rows (`source`, `target`: this change's side's row and the other side's,
+/// `None` where the row is gone).
+#[allow(clippy::too_many_arguments)]
+fn park(
+    map: &mut MapRun,
+    commit: &mut BatchCommit,
+    change: &StoredChange,
+    base: &LinkView,
+    role: Side,
+    (source, target): (Option<Image>, Option<Image>),
+    message: &str,
+    plugin_version: &str,
+) {
+    map.counters.errors += 1;
+    let (erp, crm) = match role {
+        Side::Erp => (source, target),
+        Side::Crm => (target, source),
+    };
+    commit.errors.push(NewError {
+        change: change.clone(),
+        error: SyncError::new(ErrorClass::Conflict, message),
+        next_retry: None,
+        conflict: Some(ConflictImages {
+            erp_base: Some(base.image_for(Side::Erp, role)),
+            crm_base: Some(base.image_for(Side::Crm, role)),
+            erp,
+            crm,
+        }),
+        plugin_version: Some(plugin_version.to_owned()),
+    });
 }
 
 impl LinkView {

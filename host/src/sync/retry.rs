@@ -89,6 +89,7 @@ impl Engine {
         let result = process::process(
             &mut self.maps[index],
             role,
+            process::BatchOrigin::Live,
             std::slice::from_ref(&change),
             store.as_ref(),
             &mut self.links,
@@ -123,6 +124,7 @@ impl Engine {
             }
         }
         commit.links.append(&mut attempt.links);
+        commit.enqueue.append(&mut attempt.enqueue);
         commit.activity.append(&mut attempt.activity);
         self.commit(&commit)?;
         Ok(applied)

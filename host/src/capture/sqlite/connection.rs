@@ -36,6 +36,9 @@ impl Default for SqliteOptions {
 /// the apply side of the connector use.
 pub(crate) struct SqliteDatabase {
     pub(crate) conn: Connection,
+    /// The busy handler's timeout, owned here so it lives as long as the connection
+    /// (declared after `conn`, so dropped after it).
+    busy_wait: Box<std::cell::Cell<Duration>>,
     pub(crate) options: SqliteOptions,
     path: PathBuf,
     identity: Option<FileIdentity>,
@@ -61,6 +64,60 @@ fn identity(path: &Path) -> std::io::Result<Option<FileIdentity>> {
     }
 }
 
+/// Sleep before the `attempt`-th retry of a locked database (0-based): short at first,
+/// since the other writer's transaction usually ends within a millisecond (SQLite's
+/// default handler sleeps 1, 2, 5, 10 ... 100 ms, which makes a commit that just missed
+/// the lock wait far longer than the lock was held).
+fn busy_sleep(attempt: u32) -> Duration {
+    match attempt {
+        0..20 => Duration::from_micros(50),
+        20..60 => Duration::from_micros(250),
+        _ => Duration::from_millis(1),
+    }
+}
+
+/// Total time slept before the `attempt`-th retry.
+fn busy_slept(attempt: u32) -> Duration {
+    let first = attempt.min(20);
+    let second = attempt.clamp(20, 60) - 20;
+    let rest = attempt.saturating_sub(60);
+    busy_sleep(0) * first + busy_sleep(20) * second + busy_sleep(60) * rest
+}
+
+/// SQLite calls this while another connection holds the lock: sleep and retry (non-zero)
+/// until the timeout has passed, then give up (zero, the statement fails as busy).
+#[allow(unsafe_code)]
+extern "C" fn busy_wait(timeout: *mut std::ffi::c_void, attempt: std::ffi::c_int) -> std::ffi::c_int {
+    // SAFETY: `timeout` is the boxed cell that `install_busy_handler` registered; the
+    // `SqliteDatabase` owning it drops its connection first, and the connection is used
+    // by one thread at a time (it is not `Sync`), so nothing sets the cell meanwhile.
+    let timeout = unsafe { (*(timeout as *const std::cell::Cell<Duration>)).get() };
+    let attempt = u32::try_from(attempt).unwrap_or(0);
+    if busy_slept(attempt) >= timeout {
+        return 0;
+    }
+    std::thread::sleep(busy_sleep(attempt));
+    1
+}
+
+/// Registers [`busy_wait`] on `conn` with `timeout` as its limit.
+#[allow(unsafe_code)]
+fn install_busy_handler(
+    conn: &Connection,
+    timeout: &std::cell::Cell<Duration>,
+) -> rusqlite::Result<()> {
+    let context = timeout as *const std::cell::Cell<Duration> as *mut std::ffi::c_void;
+    // SAFETY: the handle is this live connection's; the context points into a Box that
+    // outlives the connection (see `SqliteDatabase::busy_wait`), and `busy_wait` only
+    // reads it.
+    let code = unsafe { rusqlite::ffi::sqlite3_busy_handler(conn.handle(), Some(busy_wait), context) };
+    if code == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None))
+    }
+}
+
 impl SqliteDatabase {
     /// Opens an existing database file (never creates one), in WAL mode.
     pub(crate) fn open(path: &Path, options: SqliteOptions) -> Result<SqliteDatabase, SideError> {
@@ -75,6 +132,7 @@ impl SqliteDatabase {
         .map_err(|error| unavailable(error.to_string()))?;
         let mut database = SqliteDatabase {
             conn,
+            busy_wait: Box::new(std::cell::Cell::new(options.busy_timeout)),
             options,
             path: path.to_owned(),
             identity,
@@ -88,7 +146,7 @@ impl SqliteDatabase {
     fn configure(&mut self) -> Result<(), SideError> {
         let conn = &self.conn;
         let result = (|| {
-            conn.busy_timeout(self.options.busy_timeout)?;
+            install_busy_handler(conn, &self.busy_wait)?;
             conn.set_prepared_statement_cache_capacity(256);
             let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
             if !mode.eq_ignore_ascii_case("wal") {
@@ -110,6 +168,24 @@ impl SqliteDatabase {
             ))),
             Err(error) => Err(self.failure(error)),
         }
+    }
+
+    /// Runs `body` with no waiting for another writer's lock: a busy database fails at
+    /// once instead of after the busy timeout.
+    pub(crate) fn without_waiting<T>(&mut self, body: impl FnOnce(&mut SqliteDatabase) -> T) -> T {
+        let timeout = self.busy_wait.replace(Duration::ZERO);
+        let result = body(self);
+        self.busy_wait.set(timeout);
+        result
+    }
+
+    /// Whether `error` is SQLite's "another connection holds the lock".
+    pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
+        matches!(
+            error,
+            rusqlite::Error::SqliteFailure(failure, _)
+                if matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        )
     }
 
     /// An unavailable-side error about this file.
