@@ -269,8 +269,8 @@ impl PgSession {
     }
 }
 
-/// `"name"`, with inner double quotes doubled.
-pub(crate) fn quote_ident(name: &str) -> String {
+/// `"name"`, with inner double quotes doubled: an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

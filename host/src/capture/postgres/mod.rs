@@ -60,7 +60,8 @@ mod connection;
 pub(crate) mod pgoutput;
 pub(crate) mod values;
 
-pub(crate) use connection::{PgSession, quote_ident};
+pub(crate) use connection::PgSession;
+pub use connection::quote_ident;
 pub use connection::{PostgresOptions, default_name};
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
