@@ -1,5 +1,7 @@
 //! Shared support for dualwrite's end-to-end tests and benchmarks: where the plugins that
-//! `build.rs` compiled from source live.
+//! `build.rs` compiled from source live, and the database servers ([`servers`]).
+
+pub mod servers;
 
 use std::path::{Path, PathBuf};
 

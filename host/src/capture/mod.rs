@@ -18,8 +18,10 @@
 //! write the target refused and a map that does not fit the table.
 //!
 //! Connectors: [`sqlite`] (triggers into a change-log table; also the shared SQLite
-//! plumbing used by [`crate::apply::sqlite`]).
+//! plumbing used by [`crate::apply::sqlite`]) and [`postgres`] (logical decoding with
+//! pgoutput; also the shared PostgreSQL plumbing used by [`crate::apply::postgres`]).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -224,6 +226,17 @@ pub enum SideError {
     /// The map does not fit the store's schema: a configuration problem.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// The server refuses the connector for a reason an operator must fix: wrong
+    /// credentials, a missing privilege, a server setting, a replication slot that was
+    /// dropped or moved behind the engine's back. Retrying does not help; `code` is a
+    /// stable name for the fault (`pg.bad_credentials`, `pg.slot_lost`, ...).
+    #[error("[{code}] {message}")]
+    Refused {
+        /// Stable, greppable name of the fault.
+        code: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// A change in the stream cannot be decoded (a damaged change log). Changes before it
     /// were returned by earlier reads; the engine records this one and reads on after it.
     #[error("the change at {position} cannot be read: {message}")]
@@ -245,7 +258,7 @@ impl SideError {
                 dependency: true, ..
             } => Some(ErrorClass::DependencyMissing),
             SideError::Rejected { .. } => Some(ErrorClass::TargetRejected),
-            SideError::Schema(_) | SideError::Unreadable { .. } => None,
+            SideError::Schema(_) | SideError::Refused { .. } | SideError::Unreadable { .. } => None,
         }
     }
 

@@ -10,6 +10,7 @@
 //! changed (so the initial sync has rows to merge, the ERP as master), plus CRM-only
 //! accounts.
 
+pub mod postgres;
 pub mod seed;
 
 use std::collections::HashMap;

@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::apply::ApplyBatch;
+use crate::apply::postgres::PostgresWriter;
 use crate::apply::sqlite::SqliteWriter;
+use crate::capture::postgres::{PostgresCapture, PostgresOptions};
 use crate::capture::sqlite::{SqliteCapture, SqliteOptions};
 use crate::capture::{CaptureStream, CaptureTable, CapturedChange, Position, SideError};
 use crate::change::{ErrorClass, Side, SyncError};
@@ -167,20 +169,34 @@ impl Engine {
         let mut sides = Vec::new();
         let mut readers: HashMap<String, Arc<Mutex<Box<dyn ApplyBatch>>>> = HashMap::new();
         for side in &plan.sides {
-            let Connector::Sqlite { path } = &side.connector else {
-                bail!(
-                    "side {}: only the sqlite connector is available in this version",
+            let (capture, writer, reader): (
+                Box<dyn CaptureStream>,
+                Box<dyn ApplyBatch>,
+                Box<dyn ApplyBatch>,
+            ) = match &side.connector {
+                Connector::Sqlite { path } => {
+                    let sqlite = SqliteOptions::default();
+                    let opening = || format!("side {}: opening {}", side.name, path.display());
+                    (
+                        Box::new(SqliteCapture::open(path, sqlite.clone()).with_context(opening)?),
+                        Box::new(SqliteWriter::open(path, sqlite.clone()).with_context(opening)?),
+                        Box::new(SqliteWriter::open(path, sqlite).with_context(opening)?),
+                    )
+                }
+                Connector::Postgres(server) => {
+                    let options = postgres_options(&side.name, server)?;
+                    (
+                        Box::new(PostgresCapture::open(options.clone())),
+                        Box::new(PostgresWriter::open(options.clone())),
+                        Box::new(PostgresWriter::open(options)),
+                    )
+                }
+                Connector::MariaDb(_) => bail!(
+                    "side {}: the mariadb connector is not available in this version",
                     side.name
-                );
+                ),
             };
-            let sqlite = SqliteOptions::default();
-            let capture = SqliteCapture::open(path, sqlite.clone())
-                .with_context(|| format!("side {}: opening {}", side.name, path.display()))?;
-            let writer = SqliteWriter::open(path, sqlite.clone())
-                .with_context(|| format!("side {}: opening {}", side.name, path.display()))?;
-            let reader = SqliteWriter::open(path, sqlite)
-                .with_context(|| format!("side {}: opening {}", side.name, path.display()))?;
-            readers.insert(side.name.clone(), Arc::new(Mutex::new(Box::new(reader))));
+            readers.insert(side.name.clone(), Arc::new(Mutex::new(reader)));
             let Some(&role) = roles.get(&side.name) else {
                 // A side no enabled map uses: nothing to capture or write.
                 continue;
@@ -189,8 +205,8 @@ impl Engine {
             sides.push(SideLink {
                 name: side.name.clone(),
                 role,
-                capture: Box::new(capture),
-                writer: Box::new(writer),
+                capture,
+                writer,
                 checkpoint,
                 offline: None,
             });
@@ -838,6 +854,22 @@ impl From<anyhow::Error> for StepError {
 }
 
 /// Checks that the map's declared fields and keys exist in its tables on both sides.
+/// The PostgreSQL connector's options for side `side`: slot, publication and origin
+/// named after the side, the password read from its environment variable.
+fn postgres_options(
+    side: &str,
+    server: &crate::config::ServerConnection,
+) -> anyhow::Result<PostgresOptions> {
+    let mut options = PostgresOptions::new(server.url.clone(), side);
+    if let Some(secret) = &server.password {
+        options.password =
+            Some(secret.read().with_context(|| {
+                format!("side {side}: reading the password from ${}", secret.var)
+            })?);
+    }
+    Ok(options)
+}
+
 fn check_map_fits(
     map: &MapPlan,
     runner: &MapPluginRunner,
