@@ -18,6 +18,7 @@
 //! returns, so nothing is lost.
 
 mod initial;
+mod inspect;
 mod links;
 mod lookups;
 mod process;
@@ -43,6 +44,7 @@ use crate::state::{
 };
 
 pub use initial::InitialSyncStatus;
+pub use inspect::{PluginStatus, RetryOutcome};
 use lookups::{EngineLookups, EntityLocation};
 pub use process::MapCounters;
 
