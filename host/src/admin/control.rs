@@ -171,6 +171,12 @@ pub struct ControlOptions {
     pub evaluate_every: Duration,
     /// Rows per initial sync chunk run between steps.
     pub initial_sync_chunk: usize,
+    /// How often activity retention runs.
+    pub prune_every: Duration,
+    /// Retention: activity older than this is pruned.
+    pub activity_max_age: Option<Duration>,
+    /// Retention: at most this many activity entries are kept.
+    pub activity_max_entries: Option<u64>,
 }
 
 impl Default for ControlOptions {
@@ -179,6 +185,9 @@ impl Default for ControlOptions {
             publish_every: Duration::from_millis(250),
             evaluate_every: Duration::from_secs(1),
             initial_sync_chunk: 2_000,
+            prune_every: Duration::from_secs(60),
+            activity_max_age: None,
+            activity_max_entries: None,
         }
     }
 }
@@ -197,6 +206,7 @@ pub struct EngineControl {
     options: ControlOptions,
     last_publish: Option<Instant>,
     last_evaluation: Option<Instant>,
+    last_prune: Option<Instant>,
 }
 
 /// The API's end: sends commands, reads snapshots.
@@ -280,6 +290,7 @@ pub fn channel(
         options,
         last_publish: None,
         last_evaluation: None,
+        last_prune: None,
     };
     // Sides are looked up by map; record them once.
     control.publish(engine);
@@ -318,6 +329,22 @@ impl EngineControl {
         {
             self.last_evaluation = Some(Instant::now());
             changed |= self.evaluate_alerts(engine)?;
+        }
+        let retention = (self.options.activity_max_age, self.options.activity_max_entries);
+        if retention != (None, None)
+            && self
+                .last_prune
+                .is_none_or(|last| last.elapsed() >= self.options.prune_every)
+        {
+            self.last_prune = Some(Instant::now());
+            let older_than = retention
+                .0
+                .and_then(|age| chrono::Duration::from_std(age).ok())
+                .map(|age| Utc::now() - age);
+            let removed = engine.store().prune_activity(older_than, retention.1)?;
+            if removed > 0 {
+                tracing::info!(removed, "activity retention pruned old entries");
+            }
         }
         if changed
             || self

@@ -208,12 +208,23 @@ pub fn start(
         .map(AlertRule::check)
         .collect::<Result<Vec<_>, String>>()
         .map_err(|message| anyhow::anyhow!("alert rule: {message}"))?;
+    let control_options = ControlOptions {
+        activity_max_age: options
+            .control
+            .activity_max_age
+            .or(operations.admin.activity_max_age),
+        activity_max_entries: options
+            .control
+            .activity_max_entries
+            .or(operations.admin.activity_max_entries),
+        ..options.control
+    };
     let (control, client) = channel(
         plan,
         engine,
         rules,
         Some(notifier.clone()),
-        options.control,
+        control_options,
     );
     let server = AdminServer::start(
         options.listen.unwrap_or(operations.admin.listen),

@@ -1110,3 +1110,39 @@ async fn plugins(State(shared): State<Shared>) -> ApiResult {
         })).collect::<Vec<_>>()
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/admin-api.json` (the OpenAPI document) lists exactly the routes served.
+    #[test]
+    fn the_openapi_document_matches_the_routes() {
+        let document: Json = serde_json::from_str(include_str!("../../../docs/admin-api.json"))
+            .expect("the OpenAPI document is JSON");
+        let mut documented: Vec<String> = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                documented.push(format!("{} {path}", method.to_ascii_uppercase()));
+            }
+        }
+        documented.sort();
+        let mut served: Vec<String> = ROUTES.iter().map(|route| (*route).to_owned()).collect();
+        served.sort();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn keys_and_times_parse_or_name_the_problem() {
+        assert_eq!(
+            parse_key(r#"["USMF", 10, {"decimal": "1.50"}]"#).expect("key").len(),
+            3
+        );
+        assert!(parse_key("USMF").unwrap_err().message.starts_with("key:"));
+        assert!(parse_key(r#"{"a": 1}"#).unwrap_err().message.starts_with("key:"));
+        assert!(parse_time("since", "2026-01-31T12:00:00Z").is_ok());
+        let ago = parse_time("since", "15m").expect("a duration back");
+        assert!(ago < Utc::now());
+        assert!(parse_time("since", "soonish").unwrap_err().message.starts_with("since:"));
+    }
+}

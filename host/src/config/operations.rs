@@ -6,6 +6,8 @@
 //! listen = "127.0.0.1:7480"          # default; a non-loopback address must be written out
 //! token_env = "DUALWRITE_ADMIN_TOKEN" # optional; without it a token is generated at start
 //! enabled = true                     # default
+//! activity_max_age = "30d"           # retention: drop older activity entries (default: keep)
+//! activity_max_entries = 5000000     # retention: keep at most this many (default: all)
 //!
 //! [alerts.app-errors]                # dual-write's example: 10 errors in 15 minutes
 //! when = "errors"
@@ -41,6 +43,10 @@ pub struct AdminPlan {
     pub listen: SocketAddr,
     /// Where the bearer token comes from; generated at start when `None`.
     pub token: Option<SecretEnv>,
+    /// Activity entries older than this are pruned; `None` keeps them.
+    pub activity_max_age: Option<std::time::Duration>,
+    /// At most this many activity entries are kept; `None` keeps all.
+    pub activity_max_entries: Option<u64>,
 }
 
 impl Default for AdminPlan {
@@ -49,6 +55,8 @@ impl Default for AdminPlan {
             enabled: true,
             listen: DEFAULT_ADMIN_LISTEN.parse().expect("a valid address"),
             token: None,
+            activity_max_age: None,
+            activity_max_entries: None,
         }
     }
 }
@@ -83,6 +91,8 @@ struct AdminFile {
     enabled: Option<bool>,
     listen: Option<String>,
     token_env: Option<String>,
+    activity_max_age: Option<String>,
+    activity_max_entries: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +136,22 @@ pub(super) fn read<'t>(
                                 ),
                             )),
                         }
+                    }
+                    if let Some(age) = file.activity_max_age {
+                        match humantime::parse_duration(&age) {
+                            Ok(age) if !age.is_zero() => plan.admin.activity_max_age = Some(age),
+                            _ => errors.push(document.error(
+                                "admin.activity_max_age",
+                                format!("{age:?} is not a duration like \"30d\" or \"12h\""),
+                            )),
+                        }
+                    }
+                    match file.activity_max_entries {
+                        Some(0) => errors.push(document.error(
+                            "admin.activity_max_entries",
+                            "must be at least 1 (leave it out to keep everything)",
+                        )),
+                        entries => plan.admin.activity_max_entries = entries,
                     }
                     if let Some(var) = file.token_env {
                         if env_is_set(&var) {
