@@ -231,7 +231,11 @@ fn the_cli_pauses_and_resumes_a_map_with_catch_up() {
         &engine,
         &["activity", "--map", "customer-groups", "--format", "csv"],
     );
-    assert!(stdout(&csv).starts_with("id,at,map,kind,"), "{}", stdout(&csv));
+    assert!(
+        stdout(&csv).starts_with("id,at,map,kind,"),
+        "{}",
+        stdout(&csv)
+    );
 
     let errors = cli(&engine, &["errors", "customer-groups"]);
     assert!(errors.status.success(), "{}", stderr(&errors));
@@ -247,7 +251,14 @@ fn the_cli_pauses_and_resumes_a_map_with_catch_up() {
     let added = cli(
         &engine,
         &[
-            "alerts", "add", "deep", "--when", "queue-depth", "--threshold", "1000", "--actions",
+            "alerts",
+            "add",
+            "deep",
+            "--when",
+            "queue-depth",
+            "--threshold",
+            "1000",
+            "--actions",
             "notify",
         ],
     );
@@ -260,7 +271,13 @@ fn a_wrong_token_or_no_engine_gets_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = start_engine(dir.path());
     let wrong = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-        .args(["maps", "--url", &engine.url, "--token", "not-the-token-at-all"])
+        .args([
+            "maps",
+            "--url",
+            &engine.url,
+            "--token",
+            "not-the-token-at-all",
+        ])
         .env_remove("DUALWRITE_TOKEN")
         .output()
         .expect("run");

@@ -32,8 +32,8 @@ use crate::alerts::{
 use crate::config::{OrderingMode, Plan};
 use crate::notify::Notifier;
 use crate::state::{
-    ActivityEntry, ActivityKind, BatchCommit, ErrorQuery, ErrorResolution, MapMode,
-    ResolutionKind, StateStore,
+    ActivityEntry, ActivityKind, BatchCommit, ErrorQuery, ErrorResolution, MapMode, ResolutionKind,
+    StateStore,
 };
 use crate::sync::{Engine, MapCounters, PluginStatus, ResumeMode, RetryOutcome};
 
@@ -85,7 +85,7 @@ pub enum Command {
     /// Set a map's error mode.
     SetErrorMode(String, ErrorMode),
     /// Add or replace an alert rule.
-    UpsertAlert(CheckedRule),
+    UpsertAlert(Box<CheckedRule>),
     /// Remove an alert rule.
     DeleteAlert(String),
 }
@@ -330,7 +330,10 @@ impl EngineControl {
             self.last_evaluation = Some(Instant::now());
             changed |= self.evaluate_alerts(engine)?;
         }
-        let retention = (self.options.activity_max_age, self.options.activity_max_entries);
+        let retention = (
+            self.options.activity_max_age,
+            self.options.activity_max_entries,
+        );
         if retention != (None, None)
             && self
                 .last_prune
@@ -366,14 +369,20 @@ impl EngineControl {
         let store = engine.store().clone();
         match command {
             Command::Pause(map) => {
-                expect_mode(engine, &map, &[MapMode::Running, MapMode::CatchingUp], "pause")?;
+                expect_mode(
+                    engine,
+                    &map,
+                    &[MapMode::Running, MapMode::CatchingUp],
+                    "pause",
+                )?;
                 engine.pause(&map, by).map_err(failed)?;
             }
             Command::Resume(map, mode) => {
                 expect_mode(engine, &map, &[MapMode::Paused], "resume")?;
                 engine.resume(&map, mode, by).map_err(failed)?;
                 // Block mode counts errors from here on.
-                self.errors_seen.insert(map.clone(), map_errors(engine, &map));
+                self.errors_seen
+                    .insert(map.clone(), map_errors(engine, &map));
             }
             Command::Stop(map) => {
                 mode_of(engine, &map)?;
@@ -458,12 +467,15 @@ impl EngineControl {
                         reason: reason.clone(),
                     })
                     .map_err(|error| CommandError::Failed(error.to_string()))?;
-                return Ok(serde_json::json!({"id": id, "skipped": true, "by": by, "reason": reason}));
+                return Ok(
+                    serde_json::json!({"id": id, "skipped": true, "by": by, "reason": reason}),
+                );
             }
             Command::SetErrorMode(map, mode) => {
                 mode_of(engine, &map)?;
                 self.error_modes.insert(map.clone(), mode);
-                self.errors_seen.insert(map.clone(), map_errors(engine, &map));
+                self.errors_seen
+                    .insert(map.clone(), map_errors(engine, &map));
                 store
                     .commit(&BatchCommit {
                         activity: vec![ActivityEntry::new(
@@ -488,7 +500,7 @@ impl EngineControl {
                     mode_of(engine, map)?;
                 }
                 let name = rule.rule.name.clone();
-                self.alerts.upsert(rule);
+                self.alerts.upsert(*rule);
                 return Ok(serde_json::json!({"name": name}));
             }
             Command::DeleteAlert(name) => {
@@ -507,7 +519,10 @@ impl EngineControl {
     fn enforce_block_mode(&mut self, engine: &mut Engine) -> anyhow::Result<bool> {
         let mut paused = false;
         for (map, counters) in engine.counters() {
-            let seen = self.errors_seen.entry(map.clone()).or_insert(counters.errors);
+            let seen = self
+                .errors_seen
+                .entry(map.clone())
+                .or_insert(counters.errors);
             if counters.errors <= *seen {
                 continue;
             }

@@ -30,11 +30,11 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 
 pub use auth::AdminToken;
-pub use routes::ROUTES;
 pub use control::{
     Command, CommandError, CommandRequest, ControlClient, ControlOptions, EngineControl,
     EngineSnapshot, ErrorMode, MapSnapshot, OfflineSide, channel,
 };
+pub use routes::ROUTES;
 
 use crate::alerts::AlertRule;
 use crate::config::Plan;
@@ -139,7 +139,7 @@ pub struct Operations {
 }
 
 /// How [`start`] runs the admin side.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct OperationsOptions {
     /// Overrides the plan's `[admin] listen`.
     pub listen: Option<SocketAddr>,
@@ -149,17 +149,6 @@ pub struct OperationsOptions {
     pub retry: RetryPolicy,
     /// The loop end's timing.
     pub control: ControlOptions,
-}
-
-impl Default for OperationsOptions {
-    fn default() -> Self {
-        OperationsOptions {
-            listen: None,
-            token: None,
-            retry: RetryPolicy::default(),
-            control: ControlOptions::default(),
-        }
-    }
 }
 
 /// Starts the admin API for `engine` run from `plan`: the token, the webhook notifier
@@ -219,13 +208,7 @@ pub fn start(
             .or(operations.admin.activity_max_entries),
         ..options.control
     };
-    let (control, client) = channel(
-        plan,
-        engine,
-        rules,
-        Some(notifier.clone()),
-        control_options,
-    );
+    let (control, client) = channel(plan, engine, rules, Some(notifier.clone()), control_options);
     let server = AdminServer::start(
         options.listen.unwrap_or(operations.admin.listen),
         ServerParts {

@@ -94,7 +94,10 @@ pub(super) fn router(parts: ServerParts) -> Router {
         .route("/api/v1/subscribers/{name}/deliveries", get(deliveries))
         .route("/api/v1/plugins", get(plugins))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(shared.clone(), require_token));
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/health", get(health))
         .merge(protected)
@@ -399,15 +402,27 @@ async fn map_detail(State(shared): State<Shared>, Path(map): Path<String>) -> Ap
     ok(answer)
 }
 
-async fn pause(State(shared): State<Shared>, Path(map): Path<String>, headers: HeaderMap) -> ApiResult {
+async fn pause(
+    State(shared): State<Shared>,
+    Path(map): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
     command(&shared, Command::Pause(map), &actor(&headers)).await
 }
 
-async fn stop(State(shared): State<Shared>, Path(map): Path<String>, headers: HeaderMap) -> ApiResult {
+async fn stop(
+    State(shared): State<Shared>,
+    Path(map): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
     command(&shared, Command::Stop(map), &actor(&headers)).await
 }
 
-async fn play(State(shared): State<Shared>, Path(map): Path<String>, headers: HeaderMap) -> ApiResult {
+async fn play(
+    State(shared): State<Shared>,
+    Path(map): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
     command(&shared, Command::Play(map), &actor(&headers)).await
 }
 
@@ -743,9 +758,7 @@ async fn activity(
         (None, None) => None,
         (Some(side), Some(key)) => {
             if params.map.is_none() {
-                return Err(ApiError::bad_request(
-                    "key: a key filter needs `map` too",
-                ));
+                return Err(ApiError::bad_request("key: a key filter needs `map` too"));
             }
             Some((parse_side(side)?, parse_key(key)?))
         }
@@ -786,11 +799,7 @@ async fn activity(
                 text.push_str(&activity_json(record).to_string());
                 text.push('\n');
             }
-            Ok((
-                [(header::CONTENT_TYPE, "application/x-ndjson")],
-                text,
-            )
-                .into_response())
+            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
         }
         "csv" => Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
@@ -869,12 +878,8 @@ fn activity_csv(records: &[ActivityRecord]) -> Result<String, ApiError> {
     let bytes = writer
         .into_inner()
         .map_err(|error| failed(error.into_error().into()))?;
-    String::from_utf8(bytes).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "writing CSV: not UTF-8",
-        )
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "writing CSV: not UTF-8"))
 }
 
 #[derive(Deserialize)]
@@ -990,7 +995,11 @@ async fn create_alert(State(shared): State<Shared>, headers: HeaderMap, bytes: B
     }
     let answer = shared
         .control
-        .send(Command::UpsertAlert(rule), &actor(&headers), shared.command_timeout)
+        .send(
+            Command::UpsertAlert(Box::new(rule)),
+            &actor(&headers),
+            shared.command_timeout,
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }
@@ -1002,7 +1011,12 @@ async fn update_alert(
     bytes: Bytes,
 ) -> ApiResult {
     let rule = checked_rule(&bytes, Some(&name))?;
-    command(&shared, Command::UpsertAlert(rule), &actor(&headers)).await
+    command(
+        &shared,
+        Command::UpsertAlert(Box::new(rule)),
+        &actor(&headers),
+    )
+    .await
 }
 
 async fn delete_alert(
@@ -1135,14 +1149,26 @@ mod tests {
     #[test]
     fn keys_and_times_parse_or_name_the_problem() {
         assert_eq!(
-            parse_key(r#"["USMF", 10, {"decimal": "1.50"}]"#).expect("key").len(),
+            parse_key(r#"["USMF", 10, {"decimal": "1.50"}]"#)
+                .expect("key")
+                .len(),
             3
         );
         assert!(parse_key("USMF").unwrap_err().message.starts_with("key:"));
-        assert!(parse_key(r#"{"a": 1}"#).unwrap_err().message.starts_with("key:"));
+        assert!(
+            parse_key(r#"{"a": 1}"#)
+                .unwrap_err()
+                .message
+                .starts_with("key:")
+        );
         assert!(parse_time("since", "2026-01-31T12:00:00Z").is_ok());
         let ago = parse_time("since", "15m").expect("a duration back");
         assert!(ago < Utc::now());
-        assert!(parse_time("since", "soonish").unwrap_err().message.starts_with("since:"));
+        assert!(
+            parse_time("since", "soonish")
+                .unwrap_err()
+                .message
+                .starts_with("since:")
+        );
     }
 }

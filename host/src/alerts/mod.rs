@@ -155,9 +155,7 @@ impl AlertRule {
                         )
                     })?),
                 };
-                let count = self
-                    .count
-                    .ok_or("count: an `errors` rule needs a count")?;
+                let count = self.count.ok_or("count: an `errors` rule needs a count")?;
                 if count == 0 {
                     return Err("count: must be at least 1".to_owned());
                 }
@@ -326,8 +324,7 @@ impl AlertEvaluator {
                 .filter(|map| rule.rule.map.as_ref().is_none_or(|name| *name == map.map))
                 .collect();
             // (subject, maps acted on, observed value, breached, message)
-            let mut observations: Vec<(AlertSubject, Vec<String>, f64, bool, String)> =
-                Vec::new();
+            let mut observations: Vec<(AlertSubject, Vec<String>, f64, bool, String)> = Vec::new();
             match rule.condition {
                 AlertCondition::Errors {
                     class,

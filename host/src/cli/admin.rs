@@ -258,7 +258,11 @@ impl Api {
                     error.without_url()
                 )
             } else {
-                anyhow::anyhow!("calling the admin API at {}: {}", self.url, error.without_url())
+                anyhow::anyhow!(
+                    "calling the admin API at {}: {}",
+                    self.url,
+                    error.without_url()
+                )
             }
         })?;
         match response.status() {
@@ -284,18 +288,21 @@ impl Api {
     }
 
     fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Json> {
-        let response =
-            self.request(self.client.get(format!("{}{path}", self.url)).query(query))?;
+        let response = self.request(self.client.get(format!("{}{path}", self.url)).query(query))?;
         response.json().context("reading the admin API's answer")
     }
 
     fn text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
-        let response =
-            self.request(self.client.get(format!("{}{path}", self.url)).query(query))?;
+        let response = self.request(self.client.get(format!("{}{path}", self.url)).query(query))?;
         response.text().context("reading the admin API's answer")
     }
 
-    fn send(&self, method: reqwest::Method, path: &str, body: Option<Json>) -> anyhow::Result<Json> {
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Json>,
+    ) -> anyhow::Result<Json> {
         let mut builder = self.client.request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
             builder = builder.json(&body);
@@ -348,32 +355,32 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             let maps = api.get("/api/v1/maps", &[])?;
             print(&maps, &maps_table);
         }
-        AdminCommand::Pause { map , .. } => {
+        AdminCommand::Pause { map, .. } => {
             let answer = api.post(&format!("/api/v1/maps/{}/pause", segment(map)), None)?;
             print(&answer, &|_| format!("{map}: paused\n"));
         }
-        AdminCommand::Resume { map, mode , .. } => {
+        AdminCommand::Resume { map, mode, .. } => {
             let answer = api.post(
                 &format!("/api/v1/maps/{}/resume", segment(map)),
                 Some(json!({"mode": mode})),
             )?;
             print(&answer, &|_| format!("{map}: resumed ({mode})\n"));
         }
-        AdminCommand::Stop { map , .. } => {
+        AdminCommand::Stop { map, .. } => {
             let answer = api.post(&format!("/api/v1/maps/{}/stop", segment(map)), None)?;
             print(&answer, &|_| format!("{map}: stopped\n"));
         }
-        AdminCommand::Play { map , .. } => {
+        AdminCommand::Play { map, .. } => {
             let answer = api.post(&format!("/api/v1/maps/{}/play", segment(map)), None)?;
             print(&answer, &|_| format!("{map}: running\n"));
         }
-        AdminCommand::InitialSync { map , .. } => {
+        AdminCommand::InitialSync { map, .. } => {
             let answer = api.post(&format!("/api/v1/maps/{}/initial-sync", segment(map)), None)?;
             print(&answer, &|_| {
                 format!("{map}: initial sync started (progress: dualwrite maps)\n")
             });
         }
-        AdminCommand::ErrorMode { map, mode , .. } => {
+        AdminCommand::ErrorMode { map, mode, .. } => {
             let answer = api.send(
                 reqwest::Method::PUT,
                 &format!("/api/v1/maps/{}/error-mode", segment(map)),
@@ -398,7 +405,7 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             let errors = api.get(&format!("/api/v1/maps/{}/errors", segment(map)), &query)?;
             print(&errors, &errors_table);
         }
-        AdminCommand::Retry { id, map , .. } => {
+        AdminCommand::Retry { id, map, .. } => {
             let answer = match (id, map) {
                 (Some(id), _) => api.post(&format!("/api/v1/errors/{id}/retry"), None)?,
                 (None, Some(map)) => {
@@ -421,7 +428,7 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
                 ),
             });
         }
-        AdminCommand::Skip { id, reason , .. } => {
+        AdminCommand::Skip { id, reason, .. } => {
             let answer = api.post(
                 &format!("/api/v1/errors/{id}/skip"),
                 Some(json!({"reason": reason})),
@@ -459,14 +466,14 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AdminCommand::History { map, side, key , .. } => {
+        AdminCommand::History { map, side, key, .. } => {
             let history = api.get(
                 &format!("/api/v1/maps/{}/rows", segment(map)),
                 &[("side", side.clone()), ("key", key.clone())],
             )?;
             print(&history, &history_text);
         }
-        AdminCommand::Alerts { action , .. } => match action {
+        AdminCommand::Alerts { action, .. } => match action {
             None => {
                 let alerts = api.get("/api/v1/alerts", &[])?;
                 print(&alerts, &alerts_table);

@@ -80,10 +80,12 @@ pub fn gather(snapshot: &EngineSnapshot, store: &dyn StateStore) -> Result<Scrap
             ));
         }
         if let Some(progress) = store.initial_sync(&map.name)? {
-            let (done, total) = [progress.erp, progress.crm].iter().flatten().fold(
-                (0, 0),
-                |(done, total), side| (done + side.rows_done, total + side.rows_total.unwrap_or(0)),
-            );
+            let (done, total) = [progress.erp, progress.crm]
+                .iter()
+                .flatten()
+                .fold((0, 0), |(done, total), side| {
+                    (done + side.rows_done, total + side.rows_total.unwrap_or(0))
+                });
             initial_sync.push((map.name.clone(), done, total));
         }
     }
@@ -290,12 +292,14 @@ impl Collector for Scrape {
                     .collect();
                 let counted: u64 = times.buckets.iter().sum();
                 buckets.push((f64::INFINITY, times.count.saturating_sub(counted)));
-                metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                    times.sum_seconds,
-                    times.count,
-                    &buckets,
-                    None,
-                )?;
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<NoLabelSet>(
+                        times.sum_seconds,
+                        times.count,
+                        &buckets,
+                        None,
+                    )?;
             }
         }
         family(
@@ -346,18 +350,15 @@ impl Collector for Scrape {
             "dualwrite_alerts_firing",
             "Alerts firing now, per rule.",
             MetricType::Gauge,
-            self.snapshot
-                .alert_rules
-                .iter()
-                .map(|rule| {
-                    let firing = self
-                        .snapshot
-                        .firing
-                        .iter()
-                        .filter(|alert| alert.rule == rule.name)
-                        .count() as u64;
-                    (vec![("rule", rule.name.clone())], firing)
-                }),
+            self.snapshot.alert_rules.iter().map(|rule| {
+                let firing = self
+                    .snapshot
+                    .firing
+                    .iter()
+                    .filter(|alert| alert.rule == rule.name)
+                    .count() as u64;
+                (vec![("rule", rule.name.clone())], firing)
+            }),
         )?;
         Ok(())
     }

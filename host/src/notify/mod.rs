@@ -382,7 +382,11 @@ mod tests {
         assert!(!verify(b"other", body, &header));
         assert!(!verify(b"s3cret", br#"{"event":"alert.cleared"}"#, &header));
         assert!(!verify(b"s3cret", body, "sha256=zz"));
-        assert!(!verify(b"s3cret", body, &header.replace("sha256=", "sha1=")));
+        assert!(!verify(
+            b"s3cret",
+            body,
+            &header.replace("sha256=", "sha1=")
+        ));
     }
 
     #[test]
