@@ -55,6 +55,10 @@ struct Running {
 
 impl Running {
     fn start(extra_config: &str) -> Running {
+        Running::start_with(r#"{ policy = "side-wins", winner = "erp" }"#, extra_config)
+    }
+
+    fn start_with(conflict_policy: &str, extra_config: &str) -> Running {
         let dir = tempfile::tempdir().expect("tempdir");
         for (file, table) in [("erp.db", ERP_TABLE), ("crm.db", CRM_TABLE)] {
             let db = Connection::open(dir.path().join(file)).expect("create db");
@@ -78,7 +82,7 @@ path = "crm.db"
 plugin = "customer_groups.wasm"
 erp = {{ side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
 crm = {{ side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
-conflict = {{ policy = "side-wins", winner = "erp" }}
+conflict = {conflict_policy}
 
 [maps.customer-groups.config]
 resolve_lookups = false
@@ -160,6 +164,18 @@ resolve_lookups = false
         let db = Connection::open(self.path(file)).expect("open");
         db.busy_timeout(Duration::from_secs(5)).expect("timeout");
         db.execute_batch(sql).expect("sql");
+    }
+
+    fn erp_descriptions(&self) -> Vec<String> {
+        let db = Connection::open(self.path("erp.db")).expect("open");
+        let mut statement = db
+            .prepare("SELECT CUSTOMERGROUPID || '=' || coalesce(DESCRIPTION, '') FROM CustCustomerGroup ORDER BY 1")
+            .expect("prepare");
+        statement
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<Vec<String>, _>>()
+            .expect("rows")
     }
 
     fn crm_descriptions(&self) -> Vec<String> {
@@ -1072,4 +1088,94 @@ fn retention_prunes_activity_by_age_and_by_count() {
         ["10 days ago", "1 days ago", "0 days ago"]
     );
     assert_eq!(store.prune_activity(None, Some(3)).expect("again"), 0);
+}
+
+#[test]
+fn parked_conflicts_are_resolved_by_picking_a_side_or_merging() {
+    let running = Running::start_with(r#"{ policy = "manual" }"#, "");
+    running.execute(
+        "erp.db",
+        "INSERT INTO CustCustomerGroup VALUES ('USMF','10','Wholesale','yes',NULL,NULL)",
+    );
+    eventually("the row to sync", || {
+        running.crm_descriptions() == ["10=Wholesale"]
+    });
+    running.post(&format!("/api/v1/maps/{MAP}/pause"), None);
+    running.execute(
+        "erp.db",
+        "UPDATE CustCustomerGroup SET DESCRIPTION = 'ERP edit'",
+    );
+    running.execute(
+        "crm.db",
+        "UPDATE msdyn_customergroups SET msdyn_description = 'CRM edit'",
+    );
+    eventually("both edits to queue", || running.map()["queue_depth"] == 2);
+    running.post(
+        &format!("/api/v1/maps/{MAP}/resume"),
+        Some(json!({"mode": "catch-up"})),
+    );
+    eventually("both changes to be parked", || {
+        running.get(&format!("/api/v1/maps/{MAP}/errors?class=conflict"))["errors"]
+            .as_array()
+            .is_some_and(|errors| errors.len() == 2)
+    });
+    let errors = running.get(&format!("/api/v1/maps/{MAP}/errors?class=conflict"));
+    let first = &errors["errors"][0];
+    assert_eq!(
+        first["conflict"]["erp_base"]["DESCRIPTION"], "Wholesale",
+        "{first}"
+    );
+    assert_eq!(
+        first["conflict"]["erp"]["DESCRIPTION"], "ERP edit",
+        "{first}"
+    );
+    assert_eq!(
+        first["conflict"]["crm"]["msdyn_description"], "CRM edit",
+        "{first}"
+    );
+    let first_id = first["id"].as_u64().expect("id");
+    let second_id = errors["errors"][1]["id"].as_u64().expect("id");
+    assert_eq!(running.erp_descriptions(), ["10=ERP edit"]);
+    assert_eq!(running.crm_descriptions(), ["10=CRM edit"]);
+
+    // Not a side.
+    let (status, text) = running.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/errors/{first_id}/resolve"),
+        Some(TOKEN),
+        Some(r#"{"side": "both"}"#),
+    );
+    assert_eq!(status, 400, "{text}");
+
+    // The CRM's row wins: the ERP gets the CRM's description.
+    let resolved = running.post(
+        &format!("/api/v1/errors/{first_id}/resolve"),
+        Some(json!({"side": "crm"})),
+    );
+    assert_eq!(resolved["resolved"], true, "{resolved}");
+    assert_eq!(running.erp_descriptions(), ["10=CRM edit"]);
+    assert_eq!(running.crm_descriptions(), ["10=CRM edit"]);
+    let detail = running.get(&format!("/api/v1/errors/{first_id}"));
+    assert_eq!(detail["resolution"]["kind"], "resolved");
+    assert_eq!(detail["resolution"]["by"], "tester");
+
+    // Merged values, written to the ERP side, then synced to the CRM.
+    let resolved = running.post(
+        &format!("/api/v1/errors/{second_id}/resolve"),
+        Some(json!({"side": "erp", "merged": {"DESCRIPTION": "Wholesale (merged)"}})),
+    );
+    assert_eq!(resolved["resolved"], true, "{resolved}");
+    assert_eq!(running.erp_descriptions(), ["10=Wholesale (merged)"]);
+    assert_eq!(running.crm_descriptions(), ["10=Wholesale (merged)"]);
+    assert_eq!(running.map()["open_errors"], 0);
+
+    // Later edits sync as usual, with no conflict left behind.
+    running.execute(
+        "crm.db",
+        "UPDATE msdyn_customergroups SET msdyn_description = 'after'",
+    );
+    eventually("a later edit to sync", || {
+        running.erp_descriptions() == ["10=after"]
+    });
+    assert_eq!(running.map()["open_errors"], 0);
 }

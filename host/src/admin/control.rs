@@ -82,6 +82,16 @@ pub enum Command {
         /// Why.
         reason: String,
     },
+    /// Resolve a parked conflict: the row of `side` wins, with `merged` values written
+    /// to it first if given.
+    Resolve {
+        /// The error.
+        id: u64,
+        /// The side whose row wins.
+        side: crate::change::Side,
+        /// Merged values (columns of `side`'s entity).
+        merged: Option<crate::capture::RowImage>,
+    },
     /// Set a map's error mode.
     SetErrorMode(String, ErrorMode),
     /// Add or replace an alert rule.
@@ -470,6 +480,35 @@ impl EngineControl {
                 return Ok(
                     serde_json::json!({"id": id, "skipped": true, "by": by, "reason": reason}),
                 );
+            }
+            Command::Resolve { id, side, merged } => {
+                let entry = store
+                    .error(id)
+                    .map_err(|error| CommandError::Failed(error.to_string()))?
+                    .ok_or_else(|| CommandError::NotFound(format!("no error with id {id}")))?;
+                if entry.resolution.is_some() {
+                    return Err(CommandError::Conflict(format!(
+                        "error {id} is already resolved"
+                    )));
+                }
+                if entry.conflict.is_none() {
+                    return Err(CommandError::Conflict(format!(
+                        "error {id} is not a parked conflict ({}); retry or skip it",
+                        entry.error.class
+                    )));
+                }
+                let synced = engine
+                    .resolve_conflict(id, side, merged.as_ref(), by)
+                    .map_err(|error| CommandError::Conflict(format!("{error:#}")))?;
+                let after = store
+                    .error(id)
+                    .map_err(|error| CommandError::Failed(error.to_string()))?;
+                return Ok(serde_json::json!({
+                    "id": id,
+                    "resolved": synced,
+                    "side": side.as_str(),
+                    "error": after.as_ref().and_then(|entry| entry.resolution.is_none().then(|| entry.error.to_string())),
+                }));
             }
             Command::SetErrorMode(map, mode) => {
                 mode_of(engine, &map)?;

@@ -19,6 +19,7 @@
 //! | `GET /api/v1/errors/{id}` | one error, with conflict images |
 //! | `POST /api/v1/errors/{id}/retry` | retry it now |
 //! | `POST /api/v1/errors/{id}/skip` | `{"reason": "..."}` |
+//! | `POST /api/v1/errors/{id}/resolve` | a parked conflict: `{"side": "erp"}`, optionally `"merged": {column: value}` |
 //! | `GET /api/v1/activity` | query: `map`, `kind`, `side`+`key`, `since`, `until`, `after`, `limit`, `format` = `json` \| `jsonl` \| `csv` |
 //! | `GET, POST /api/v1/alerts`; `PUT, DELETE /api/v1/alerts/{name}` | alert rules and what fires |
 //! | `GET, POST /api/v1/subscribers`; `DELETE /api/v1/subscribers/{name}` | webhook subscribers (secrets write-only) |
@@ -77,6 +78,7 @@ pub(super) fn router(parts: ServerParts) -> Router {
         .route("/api/v1/errors/{id}", get(error_detail))
         .route("/api/v1/errors/{id}/retry", post(retry_error))
         .route("/api/v1/errors/{id}/skip", post(skip_error))
+        .route("/api/v1/errors/{id}/resolve", post(resolve_conflict))
         .route("/api/v1/activity", get(activity))
         .route("/api/v1/alerts", get(list_alerts).post(create_alert))
         .route(
@@ -122,6 +124,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/errors/{id}",
     "POST /api/v1/errors/{id}/retry",
     "POST /api/v1/errors/{id}/skip",
+    "POST /api/v1/errors/{id}/resolve",
     "GET /api/v1/activity",
     "GET /api/v1/alerts",
     "POST /api/v1/alerts",
@@ -590,6 +593,47 @@ async fn skip_error(
             id,
             reason: request.reason,
         },
+        &actor(&headers),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    side: String,
+    merged: Option<serde_json::Map<String, Json>>,
+}
+
+async fn resolve_conflict(
+    State(shared): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
+    let id = error_id(&id)?;
+    let request: ResolveBody = body(&bytes)?;
+    let side = parse_side(&request.side)?;
+    let merged = match request.merged {
+        None => None,
+        Some(values) => {
+            if values.is_empty() {
+                return Err(ApiError::bad_request(
+                    "merged: give the merged values (column: value), or leave it out",
+                ));
+            }
+            let mut image = crate::capture::RowImage::new();
+            for (column, value) in &values {
+                let value = value_from_json(value)
+                    .map_err(|error| ApiError::bad_request(format!("merged.{column}: {error}")))?;
+                image.insert(column.clone(), value);
+            }
+            Some(image)
+        }
+    };
+    command(
+        &shared,
+        Command::Resolve { id, side, merged },
         &actor(&headers),
     )
     .await

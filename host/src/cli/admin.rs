@@ -120,6 +120,20 @@ pub(super) enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Resolve a parked conflict: the row of --side wins (after writing --merged values
+    /// to it, if given).
+    Resolve {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The error's id.
+        id: u64,
+        /// The side whose row wins: erp or crm.
+        #[arg(long)]
+        side: String,
+        /// Merged values as a JSON object of that side's columns, like '{"NAME": "x"}'.
+        #[arg(long)]
+        merged: Option<String>,
+    },
     /// Query the activity log.
     Activity {
         #[command(flatten)]
@@ -220,6 +234,7 @@ impl AdminCommand {
             | AdminCommand::Errors { client, .. }
             | AdminCommand::Retry { client, .. }
             | AdminCommand::Skip { client, .. }
+            | AdminCommand::Resolve { client, .. }
             | AdminCommand::Activity { client, .. }
             | AdminCommand::History { client, .. }
             | AdminCommand::Alerts { client, .. } => client,
@@ -434,6 +449,23 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
                 Some(json!({"reason": reason})),
             )?;
             print(&answer, &|_| format!("error {id}: skipped\n"));
+        }
+        AdminCommand::Resolve {
+            id, side, merged, ..
+        } => {
+            let mut request = json!({"side": side});
+            if let Some(merged) = merged {
+                request["merged"] = serde_json::from_str(merged)
+                    .context("--merged: not a JSON object of column: value")?;
+            }
+            let answer = api.post(&format!("/api/v1/errors/{id}/resolve"), Some(request))?;
+            print(&answer, &|answer| {
+                if answer["resolved"] == json!(true) {
+                    format!("error {id}: resolved, the {side} side's row wins\n")
+                } else {
+                    format!("error {id}: not resolved: {}\n", cell(&answer["error"]))
+                }
+            });
         }
         AdminCommand::Activity {
             map,

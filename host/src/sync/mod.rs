@@ -22,6 +22,7 @@ mod inspect;
 mod links;
 mod lookups;
 mod process;
+mod resolve;
 mod retry;
 
 use std::collections::HashMap;
