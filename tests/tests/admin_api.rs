@@ -332,6 +332,7 @@ fn every_route_answers_with_the_token() {
             p if p.ends_with("/resume") => Some(json!({"mode": "catch-up"}).to_string()),
             p if p.ends_with("/error-mode") => Some(json!({"mode": "continue"}).to_string()),
             p if p.ends_with("/skip") => Some(json!({"reason": "test"}).to_string()),
+            p if p.ends_with("/resolve") => Some(json!({"side": "erp"}).to_string()),
             "/api/v1/alerts" | "/api/v1/alerts/some-rule" => Some(
                 json!({"when": "lag", "threshold": 600, "actions": ["notify"], "name": "some-rule"})
                     .to_string(),
