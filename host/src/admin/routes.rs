@@ -1100,12 +1100,8 @@ async fn create_subscriber(State(shared): State<Shared>, bytes: Bytes) -> ApiRes
             request.name
         )));
     }
-    if !(request.url.starts_with("http://") || request.url.starts_with("https://")) {
-        return Err(ApiError::bad_request(format!(
-            "url: {:?} is not an http:// or https:// URL",
-            request.url
-        )));
-    }
+    crate::notify::check_url(&request.url)
+        .map_err(|message| ApiError::bad_request(format!("url: {message}")))?;
     if request.secret.len() < 16 {
         return Err(ApiError::bad_request(
             "secret: at least 16 characters (it keys the HMAC-SHA256 signature)",

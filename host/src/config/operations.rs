@@ -228,11 +228,8 @@ pub(super) fn read<'t>(
             continue;
         };
         let mut ok = true;
-        if !(file.url.starts_with("http://") || file.url.starts_with("https://")) {
-            errors.push(document.error(
-                &join(&path, "url"),
-                format!("{:?} is not an http:// or https:// URL", file.url),
-            ));
+        if let Err(message) = crate::notify::check_url(&file.url) {
+            errors.push(document.error(&join(&path, "url"), message));
             ok = false;
         }
         if !env_is_set(&file.secret_env) {

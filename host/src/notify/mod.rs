@@ -1,5 +1,6 @@
 //! Webhook notifications: events (an alert firing or clearing) posted as JSON to every
 //! subscriber, signed, retried with backoff, each attempt kept in a delivery log.
+//! Subscribers are `http://` URLs ([`check_url`]): this build has no TLS client.
 //!
 //! Each request carries:
 //! - `Content-Type: application/json` and the body `{"id", "event", "at", "data"}`;
@@ -117,6 +118,21 @@ pub struct DeliveryAttempt {
     pub error: Option<String>,
     /// `delivered`, `retrying` or `failed` (no attempts left).
     pub outcome: &'static str,
+}
+
+/// Checks a subscriber URL: `http://` only, as this build has no TLS client; the
+/// error says what is wrong.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "{url:?}: https:// webhooks need TLS, which this build does not include; use \
+             http:// to a local relay, or build with TLS"
+        ));
+    }
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if parsed.scheme() == "http" && parsed.host().is_some() => Ok(()),
+        _ => Err(format!("{url:?} is not an http:// URL")),
+    }
 }
 
 /// The HMAC-SHA256 signature header value of `body` under `secret`: `sha256=HEX`.
@@ -387,6 +403,18 @@ mod tests {
             body,
             &header.replace("sha256=", "sha1=")
         ));
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_accepted() {
+        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(
+            check_url("https://example.com/hook")
+                .unwrap_err()
+                .contains("TLS")
+        );
+        assert!(check_url("ftp://example.com").is_err());
+        assert!(check_url("http://").is_err());
     }
 
     #[test]
