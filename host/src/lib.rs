@@ -17,14 +17,24 @@
 //! - [`sync`]: the loop that ties them together: capture, plugin, echo and conflict
 //!   checks, apply, durable commit, acknowledge; map modes and offline sides.
 //! - [`demo`]: the seeded two-database demo (`dualwrite demo`).
+//! - [`admin`]: the admin HTTP API (axum) served by `dualwrite run` and the demo, and
+//!   the engine's end of it (commands between steps, snapshots, block mode).
+//! - [`alerts`]: alert rules (errors in a window, queue depth, lag, offline sides) and
+//!   their evaluation.
+//! - [`notify`]: signed webhook notifications with retries and a delivery log.
+//! - [`metrics`]: the Prometheus text format of `GET /metrics`.
 //! - [`cli`]: the `dualwrite` command line, one file per command.
 
+pub mod admin;
+pub mod alerts;
 pub mod apply;
 pub mod capture;
 pub mod change;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod metrics;
+pub mod notify;
 pub mod plugin;
 pub mod replay;
 pub mod state;

@@ -29,6 +29,12 @@ pub(super) struct DemoArgs {
     /// Edits per second the generator makes over both sides.
     #[arg(long, default_value_t = 200)]
     rate: u32,
+    /// Where the admin API is served during live sync.
+    #[arg(long, default_value = crate::config::DEFAULT_ADMIN_LISTEN)]
+    admin_listen: std::net::SocketAddr,
+    /// Do not serve the admin API.
+    #[arg(long)]
+    no_admin: bool,
 }
 
 pub(super) fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -42,6 +48,7 @@ pub(super) fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             customers: args.customers,
             duration: (args.seconds > 0).then(|| Duration::from_secs(args.seconds)),
             edit_rate: args.rate,
+            admin_listen: (!args.no_admin).then_some(args.admin_listen),
         },
         &runtime,
     )?;

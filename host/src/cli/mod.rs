@@ -4,6 +4,7 @@
 //! example `replay --expect` with mismatches); 2 bad input or an error that stopped the
 //! command.
 
+mod admin;
 mod demo;
 mod plugin;
 mod replay;
@@ -42,6 +43,8 @@ enum Command {
     /// Inspect and validate plugin files.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),
         Command::Plugin(command) => plugin::run(&cli, command),
+        Command::Admin(command) => admin::run(command),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,9 @@
 //! The config is validated into a plan before anything starts; every problem is printed
 //! with its file and line. Shutdown is clean: the step in progress finishes and commits,
 //! so a restart resumes from the last checkpoint.
+//!
+//! The admin HTTP API ([`crate::admin`]) is served alongside, on `[admin] listen`
+//! (loopback by default); its commands are carried out between steps.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +28,12 @@ pub(super) struct RunArgs {
     /// Print a status line every this many seconds (0: never).
     #[arg(long, default_value_t = 10)]
     status_every: u64,
+    /// Serve the admin API on this address instead of the config's `[admin] listen`.
+    #[arg(long)]
+    admin_listen: Option<std::net::SocketAddr>,
+    /// Do not serve the admin API.
+    #[arg(long)]
+    no_admin: bool,
 }
 
 pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -38,6 +47,28 @@ pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = cli.runtime(Limits::default())?;
     let mut engine = Engine::open(&plan, &runtime, EngineOptions::default())
         .with_context(|| format!("starting {}", args.config.display()))?;
+    let mut operations = if plan.operations.admin.enabled && !args.no_admin {
+        let operations = crate::admin::start(
+            &plan,
+            &engine,
+            crate::admin::OperationsOptions {
+                listen: args.admin_listen,
+                ..Default::default()
+            },
+        )?;
+        eprintln!("dualwrite: admin API on {}", operations.server.url());
+        if let Some(token) = &operations.generated_token {
+            // Shown once, to the operator who started the engine; set `[admin] token_env`
+            // to choose the token instead.
+            eprintln!(
+                "dualwrite: admin token for this run (DUALWRITE_TOKEN for the CLI): {}",
+                token.expose()
+            );
+        }
+        Some(operations)
+    } else {
+        None
+    };
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
@@ -63,6 +94,9 @@ pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut last_status = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         let report = engine.step()?;
+        if let Some(operations) = &mut operations {
+            operations.control.tick(&mut engine)?;
+        }
         if report.captured == 0 {
             engine.wait_for_changes();
         }

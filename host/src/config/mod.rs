@@ -55,6 +55,7 @@ mod document;
 mod error;
 mod file;
 mod graph;
+mod operations;
 mod plan;
 mod validate;
 
@@ -66,6 +67,7 @@ use std::path::Path;
 use toml::Spanned;
 
 pub use error::{ConfigError, ConfigErrors, Location};
+pub use operations::{AdminPlan, DEFAULT_ADMIN_LISTEN, EVENTS, OperationsPlan, SubscriberPlan};
 pub use plan::{
     ConflictPolicy, Connector, DEFAULT_BATCH_SIZE, InitialSync, MAX_BATCH_SIZE, MapEndpoint,
     MapPlan, OrderingMode, Origin, Plan, Resolution, Secret, SecretEnv, ServerConnection, SidePlan,
@@ -136,6 +138,11 @@ fn parse_with_env(
         "one [maps.NAME] table per map",
         &mut errors,
     );
+    let operations = operations::read(&document, &mut root, env_is_set, &mut errors);
+    if let Some(maps) = &maps {
+        let names: Vec<String> = maps.iter().map(|map| map.name.clone()).collect();
+        operations::check_alert_maps(&document, &operations, &names, &mut errors);
+    }
     let settings = document
         .section::<Settings>(Spanned::new(root_span, root), "")
         .map_err(|error| errors.push(error))
@@ -145,7 +152,10 @@ fn parse_with_env(
         sides: read_entries::<SideFile>(&document, "sides", sides, &mut errors),
         maps: read_entries::<MapFile>(&document, "maps", maps, &mut errors),
     };
-    validate::validate(&document, base_dir, env_is_set, contents, errors).map_err(to_errors)
+    let mut plan =
+        validate::validate(&document, base_dir, env_is_set, contents, errors).map_err(to_errors)?;
+    plan.operations = operations;
+    Ok(plan)
 }
 
 /// Deserializes each section under `key` on its own, keeping the names of those that

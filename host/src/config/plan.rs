@@ -36,6 +36,8 @@ pub struct Plan {
     /// Where each setting was written, to report later findings (such as a column
     /// missing from the live schema) at their line.
     pub origin: Origin,
+    /// The admin API, alert rules and webhook subscribers.
+    pub operations: super::OperationsPlan,
 }
 
 impl Plan {

@@ -162,6 +162,7 @@ fn the_documented_example_parses_into_the_expected_plan() {
         ],
         maps: vec![groups, customers],
         origin: plan.origin.clone(),
+        operations: Default::default(),
     };
     assert_eq!(plan, expected);
     assert_eq!(plan.origin.file, "dualwrite.toml");

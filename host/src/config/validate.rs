@@ -151,6 +151,7 @@ impl Validator<'_, '_> {
                 file: self.document.file().to_owned(),
                 locations: self.document.locations(),
             },
+            operations: Default::default(),
         })
     }
 

@@ -42,6 +42,8 @@ pub struct DemoOptions {
     pub duration: Option<Duration>,
     /// Edits per second the generator makes, over both sides.
     pub edit_rate: u32,
+    /// Where the admin API is served during live sync; `None` for no admin API.
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 /// One map of the demo: its name and plugin file. In dependency order.
@@ -147,7 +149,39 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
         merged_rows as f64 / elapsed.as_secs_f64().max(1e-9)
     );
 
-    live(&mut engine, options, &erp_path, &crm_path, &config_path)
+    let mut operations = match options.admin_listen {
+        Some(listen) => {
+            let operations = crate::admin::start(
+                &plan,
+                &engine,
+                crate::admin::OperationsOptions {
+                    listen: Some(listen),
+                    ..Default::default()
+                },
+            )?;
+            eprintln!(
+                "admin API on {} (try: curl -H \"Authorization: Bearer $DUALWRITE_TOKEN\" {}/api/v1/maps)",
+                operations.server.url(),
+                operations.server.url()
+            );
+            if let Some(token) = &operations.generated_token {
+                eprintln!(
+                    "admin token for this run: {} (export DUALWRITE_TOKEN=... for the CLI)",
+                    token.expose()
+                );
+            }
+            Some(operations)
+        }
+        None => None,
+    };
+    live(
+        &mut engine,
+        operations.as_mut(),
+        options,
+        &erp_path,
+        &crm_path,
+        &config_path,
+    )
 }
 
 fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
@@ -258,6 +292,7 @@ fn config_text(maps: &[DemoMap], plugins_dir: &Path) -> String {
 /// Live sync with the generator editing both sides; prints a summary every second.
 fn live(
     engine: &mut Engine,
+    mut operations: Option<&mut crate::admin::Operations>,
     options: &DemoOptions,
     erp_path: &Path,
     crm_path: &Path,
@@ -295,6 +330,9 @@ fn live(
             .is_none_or(|duration| started.elapsed() < duration)
     {
         let report = engine.step()?;
+        if let Some(operations) = operations.as_deref_mut() {
+            operations.control.tick(engine)?;
+        }
         if report.captured == 0 {
             engine.wait_for_changes();
         }

@@ -36,7 +36,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 
 pub use loader::{ContentHash, LoadError, LoadedPlugin, SUPPORTED_WORLD_VERSIONS};
-pub use runner::{MapPluginRunner, RunnerStats, StartError, TransformResult};
+pub use runner::{CallTimes, MapPluginRunner, RunnerStats, StartError, TransformResult};
 pub use state::{Lookups, NoLookups, PluginLogLine};
 
 use cache::CodeCache;

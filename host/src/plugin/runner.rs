@@ -79,6 +79,37 @@ pub struct RunnerStats {
     pub instances: u64,
     /// Fuel consumed by all calls.
     pub fuel_consumed: u64,
+    /// How long `transform` calls took.
+    pub call_times: CallTimes,
+}
+
+/// A histogram of call durations with fixed bounds ([`CallTimes::BOUNDS`]), for the
+/// plugin call time metric.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallTimes {
+    /// Calls at or under each bound of [`CallTimes::BOUNDS`] (not cumulative); calls
+    /// above the last bound are only in `count`.
+    pub buckets: [u64; CallTimes::BOUNDS.len()],
+    /// All calls.
+    pub count: u64,
+    /// Their total duration in seconds.
+    pub sum_seconds: f64,
+}
+
+impl CallTimes {
+    /// Upper bounds of the buckets, in seconds: 50 µs to 5 s.
+    pub const BOUNDS: [f64; 12] = [
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.1, 0.5, 5.0,
+    ];
+
+    /// Counts one call of `seconds`.
+    pub fn observe(&mut self, seconds: f64) {
+        self.count += 1;
+        self.sum_seconds += seconds;
+        if let Some(bucket) = Self::BOUNDS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[bucket] += 1;
+        }
+    }
 }
 
 struct LiveInstance {
@@ -203,11 +234,16 @@ impl MapPluginRunner {
         }
         self.stats.calls += 1;
         self.stats.changes += batch.len() as u64;
-        let failure = match self.call(batch.len(), |bindings, store| {
+        let started = std::time::Instant::now();
+        let called = self.call(batch.len(), |bindings, store| {
             bindings
                 .dualwrite_table_map_plugin()
                 .call_transform(store, batch)
-        }) {
+        });
+        self.stats
+            .call_times
+            .observe(started.elapsed().as_secs_f64());
+        let failure = match called {
             Ok(outcomes) if outcomes.len() == batch.len() => {
                 self.trap_streak = 0;
                 for ((slot, change), outcome) in results.iter_mut().zip(batch).zip(outcomes) {

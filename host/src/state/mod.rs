@@ -124,6 +124,22 @@ pub trait StateStore: Send + Sync {
     /// Activity entries matching `query`, oldest first.
     fn activity(&self, query: &ActivityQuery) -> Result<Vec<ActivityRecord>, StateError>;
 
+    /// Retention: removes activity entries recorded before `older_than` and all but
+    /// the newest `keep_newest` entries (ids grow by one per entry, and pruning only
+    /// takes the oldest, so the newest N are the top N ids); returns how many were removed. Errors, links and queues are not touched.
+    /// Stores that cannot prune say so.
+    fn prune_activity(
+        &self,
+        older_than: Option<DateTime<Utc>>,
+        keep_newest: Option<u64>,
+    ) -> Result<u64, StateError> {
+        let _ = (older_than, keep_newest);
+        Err(StateError::Invalid {
+            what: "activity retention".to_owned(),
+            detail: "this state store cannot prune its activity log".to_owned(),
+        })
+    }
+
     /// Saves a checkpoint on its own.
     fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StateError> {
         self.commit(&BatchCommit {

@@ -1577,6 +1577,35 @@ impl StateStore for SqliteStateStore {
         Ok(Some(progress))
     }
 
+    fn prune_activity(
+        &self,
+        older_than: Option<DateTime<Utc>>,
+        keep_newest: Option<u64>,
+    ) -> Result<u64, StateError> {
+        const OPERATION: &str = "pruning the activity log";
+        let inner = self.inner();
+        let mut removed = 0;
+        if let Some(before) = older_than {
+            removed += inner
+                .conn
+                .prepare_cached("DELETE FROM activity WHERE at < ?1")
+                .during(OPERATION)?
+                .execute([ms(before)])
+                .during(OPERATION)? as u64;
+        }
+        if let Some(keep) = keep_newest {
+            removed += inner
+                .conn
+                .prepare_cached(
+                    "DELETE FROM activity WHERE id <= (SELECT max(id) FROM activity) - ?1",
+                )
+                .during(OPERATION)?
+                .execute([i64::try_from(keep).unwrap_or(i64::MAX)])
+                .during(OPERATION)? as u64;
+        }
+        Ok(removed)
+    }
+
     fn activity(&self, query: &ActivityQuery) -> Result<Vec<ActivityRecord>, StateError> {
         const OPERATION: &str = "querying activity";
         let inner = self.inner();

@@ -586,6 +586,8 @@ pub enum ActivityKind {
     PluginVersion,
     /// Queued changes were discarded on resume.
     Discarded,
+    /// An alert rule fired or cleared.
+    Alert,
 }
 
 impl ActivityKind {
@@ -603,6 +605,7 @@ impl ActivityKind {
             ActivityKind::StateChange => "state-change",
             ActivityKind::PluginVersion => "plugin-version",
             ActivityKind::Discarded => "discarded",
+            ActivityKind::Alert => "alert",
         }
     }
 
@@ -620,6 +623,7 @@ impl ActivityKind {
             ActivityKind::StateChange,
             ActivityKind::PluginVersion,
             ActivityKind::Discarded,
+            ActivityKind::Alert,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)

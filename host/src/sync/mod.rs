@@ -18,9 +18,11 @@
 //! returns, so nothing is lost.
 
 mod initial;
+mod inspect;
 mod links;
 mod lookups;
 mod process;
+mod resolve;
 mod retry;
 
 use std::collections::HashMap;
@@ -45,6 +47,7 @@ use crate::state::{
 };
 
 pub use initial::InitialSyncStatus;
+pub use inspect::{PluginStatus, RetryOutcome};
 use lookups::{EngineLookups, EntityLocation};
 pub use process::MapCounters;
 

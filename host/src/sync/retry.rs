@@ -32,7 +32,7 @@ impl Engine {
         Ok(applied)
     }
 
-    fn retry_one(&mut self, entry: &ErrorEntry) -> anyhow::Result<bool> {
+    pub(super) fn retry_one(&mut self, entry: &ErrorEntry) -> anyhow::Result<bool> {
         let Some(index) = self
             .maps
             .iter()

@@ -1,0 +1,303 @@
+//! The admin commands of the CLI as a user runs them: the real `dualwrite run` serving
+//! its admin API (on a free loopback port, with a generated token it prints), and the
+//! real `dualwrite maps`, `pause`, `resume`, `errors`, `activity`, `alerts` calling it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dualwrite_tests::plugins_dir;
+use rusqlite::Connection;
+
+const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
+    DATAAREAID TEXT NOT NULL, CUSTOMERGROUPID TEXT NOT NULL, DESCRIPTION TEXT,
+    ISSALESTAXINCLUDEDINPRICE TEXT, PAYMENTTERMID TEXT, CLEARINGPERIODPAYMENTTERMNAME TEXT,
+    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))";
+
+const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
+    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
+    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
+    msdyn_clearingperiodpaymenttermname TEXT,
+    PRIMARY KEY (msdyn_company, msdyn_groupid))";
+
+/// `dualwrite run` in the background; killed when dropped.
+struct Engine {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_engine(dir: &Path) -> Engine {
+    for (file, table) in [("erp.db", ERP_TABLE), ("crm.db", CRM_TABLE)] {
+        let db = Connection::open(dir.join(file)).expect("create db");
+        db.execute_batch(&format!("PRAGMA journal_mode=WAL; {table};"))
+            .expect("schema");
+    }
+    let config = dir.join("dualwrite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+data_dir = "state"
+plugins_dir = "{plugins}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[alerts.app-errors]
+when = "errors"
+count = 10
+window = "15m"
+actions = ["pause", "notify"]
+
+[sides.erp]
+connector = "sqlite"
+path = "erp.db"
+
+[sides.crm]
+connector = "sqlite"
+path = "crm.db"
+
+[maps.customer-groups]
+plugin = "customer_groups.wasm"
+erp = {{ side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
+crm = {{ side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
+conflict = {{ policy = "side-wins", winner = "erp" }}
+
+[maps.customer-groups.config]
+resolve_lookups = false
+"#,
+            plugins = plugins_dir().display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--status-every", "0"])
+        .env("DUALWRITE_CACHE_DIR", dir.join("cache"))
+        .env_remove("DUALWRITE_TOKEN")
+        .env_remove("DUALWRITE_URL")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start dualwrite run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut url = None;
+    let mut token = None;
+    let started = Instant::now();
+    while url.is_none() || token.is_none() {
+        let line = received
+            .recv_timeout(Duration::from_secs(120).saturating_sub(started.elapsed()))
+            .expect("dualwrite run prints its admin address and token");
+        if let Some(address) = line.strip_prefix("dualwrite: admin API on ") {
+            url = Some(address.trim().to_owned());
+        }
+        if line.starts_with("dualwrite: admin token") {
+            token = line.rsplit(' ').next().map(str::to_owned);
+        }
+    }
+    Engine {
+        child,
+        url: url.expect("url"),
+        token: token.expect("token"),
+    }
+}
+
+fn cli(engine: &Engine, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(args)
+        .env("DUALWRITE_URL", &engine.url)
+        .env("DUALWRITE_TOKEN", &engine.token)
+        .output()
+        .expect("run dualwrite")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn crm_rows(dir: &Path) -> Vec<String> {
+    let db = Connection::open(dir.join("crm.db")).expect("open");
+    let mut statement = db
+        .prepare("SELECT msdyn_groupid FROM msdyn_customergroups ORDER BY 1")
+        .expect("prepare");
+    statement
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<Vec<String>, _>>()
+        .expect("rows")
+}
+
+fn insert_erp(dir: &Path, id: &str) {
+    let db = Connection::open(dir.join("erp.db")).expect("open");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    db.execute(
+        "INSERT INTO CustCustomerGroup VALUES ('USMF', ?1, 'group', 'yes', NULL, NULL)",
+        [id],
+    )
+    .expect("insert");
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_cli_pauses_and_resumes_a_map_with_catch_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = start_engine(dir.path());
+    assert!(
+        engine.url.starts_with("http://127.0.0.1:"),
+        "loopback by default: {}",
+        engine.url
+    );
+
+    let maps = cli(&engine, &["maps"]);
+    assert!(maps.status.success(), "{}", stderr(&maps));
+    let table = stdout(&maps);
+    assert!(table.starts_with("MAP"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("customer-groups") && line.contains("running")),
+        "{table}"
+    );
+
+    let paused = cli(&engine, &["pause", "customer-groups"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+    assert_eq!(stdout(&paused), "customer-groups: paused\n");
+    insert_erp(dir.path(), "10");
+    eventually("the change to queue", || {
+        let maps = cli(&engine, &["maps", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&maps.stdout).expect("JSON");
+        json["maps"][0]["queue_depth"] == 1 && json["maps"][0]["mode"] == "paused"
+    });
+    assert!(crm_rows(dir.path()).is_empty());
+
+    let resumed = cli(
+        &engine,
+        &["resume", "customer-groups", "--mode", "catch-up"],
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    eventually("the queued change to arrive", || {
+        crm_rows(dir.path()) == ["10"]
+    });
+
+    let activity = cli(
+        &engine,
+        &[
+            "activity",
+            "--map",
+            "customer-groups",
+            "--kind",
+            "state-change",
+        ],
+    );
+    assert!(activity.status.success(), "{}", stderr(&activity));
+    let text = stdout(&activity);
+    assert!(text.contains("pause"), "{text}");
+    assert!(text.contains("resume (catch up)"), "{text}");
+    let csv = cli(
+        &engine,
+        &["activity", "--map", "customer-groups", "--format", "csv"],
+    );
+    assert!(
+        stdout(&csv).starts_with("id,at,map,kind,"),
+        "{}",
+        stdout(&csv)
+    );
+
+    let errors = cli(&engine, &["errors", "customer-groups"]);
+    assert!(errors.status.success(), "{}", stderr(&errors));
+    assert_eq!(stdout(&errors).lines().count(), 1, "only the header");
+
+    let alerts = cli(&engine, &["alerts"]);
+    assert!(alerts.status.success(), "{}", stderr(&alerts));
+    assert!(
+        stdout(&alerts).contains("10 any error(s) in 15m"),
+        "{}",
+        stdout(&alerts)
+    );
+    let added = cli(
+        &engine,
+        &[
+            "alerts",
+            "add",
+            "deep",
+            "--when",
+            "queue-depth",
+            "--threshold",
+            "1000",
+            "--actions",
+            "notify",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert!(stdout(&cli(&engine, &["alerts"])).contains("deep"));
+}
+
+#[test]
+fn a_wrong_token_or_no_engine_gets_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = start_engine(dir.path());
+    let wrong = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args([
+            "maps",
+            "--url",
+            &engine.url,
+            "--token",
+            "not-the-token-at-all",
+        ])
+        .env_remove("DUALWRITE_TOKEN")
+        .output()
+        .expect("run");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("refused the token"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(!stderr(&wrong).contains(&engine.token));
+    let url = engine.url.clone();
+    drop(engine);
+    let gone = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["maps", "--url", &url, "--token", "whatever-token-123456"])
+        .output()
+        .expect("run");
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(
+        stderr(&gone).contains("cannot reach the admin API"),
+        "{}",
+        stderr(&gone)
+    );
+}
