@@ -257,6 +257,12 @@ fn hash_dir(dir: &Path, hasher: &mut DefaultHasher) -> Result<()> {
         .collect::<std::io::Result<_>>()?;
     entries.sort();
     for path in entries {
+        let generated = path
+            .file_name()
+            .is_some_and(|name| name == "__pycache__" || name == "node_modules");
+        if generated {
+            continue;
+        }
         if path.is_dir() {
             hash_dir(&path, hasher)?;
         } else {
@@ -354,7 +360,9 @@ fn build_component(
                 .strip_suffix(".py")
                 .context("a Python entry is a .py file")?;
             let mut command = Command::new(tools.venv.join("bin").join("componentize-py"));
+            // No __pycache__ in the source folder (it would look like a source change).
             command
+                .env("PYTHONDONTWRITEBYTECODE", "1")
                 .arg("-d")
                 .arg(wit)
                 .args(["-w", WORLD, "componentize", "-p"])
