@@ -129,13 +129,17 @@ static void buffer_add(buffer_t *buffer, const char *bytes, size_t len) {
 static void buffer_str(buffer_t *buffer, const char *text) { buffer_add(buffer, text, strlen(text)); }
 
 static void buffer_printf(buffer_t *buffer, const char *format, ...) {
-  char small[64];
   va_list args;
   va_start(args, format);
-  int len = vsnprintf(small, sizeof small, format, args);
+  int len = vsnprintf(NULL, 0, format, args);
   va_end(args);
   if (len < 0) abort();
-  buffer_add(buffer, small, (size_t)len);
+  // vsnprintf writes the terminating NUL too; it is not kept.
+  buffer_reserve(buffer, (size_t)len + 1);
+  va_start(args, format);
+  vsnprintf(buffer->data + buffer->len, (size_t)len + 1, format, args);
+  va_end(args);
+  buffer->len += (size_t)len;
 }
 
 // The buffer's bytes as a WIT string it hands over (the buffer is left empty).

@@ -281,10 +281,11 @@ function configError(path, message) {
   return { path, message };
 }
 
-// Compares strings by their UTF-8 bytes, the order the Rust SDK checks options in.
+// Compares strings by their UTF-8 bytes (the same as by code points), the order the
+// Rust SDK checks options in. (QuickJS has no TextEncoder.)
 function byteOrder(a, b) {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
+  const x = Array.from(a, (c) => c.codePointAt(0));
+  const y = Array.from(b, (c) => c.codePointAt(0));
   for (let i = 0; i < Math.min(x.length, y.length); i++) {
     if (x[i] !== y[i]) return x[i] - y[i];
   }
