@@ -8,10 +8,14 @@
 //!   through the SDK's test seam (the baseline);
 //! - `lifecycle/start`: instantiate + configure + describe of a loaded plugin;
 //! - `lifecycle/swap-cached`: load a new version from bytes with its compiled code
-//!   cached on disk (hash, cache read, type checks) and start it: what a hot swap costs.
+//!   cached on disk (hash, cache read, type checks) and start it: what a hot swap costs;
+//! - `languages/<version>`: the Customer groups map written in Rust, JavaScript, Python
+//!   and C (all Wasm components, same runtime and limits) on the same batch of 100
+//!   changes (ERP inserts with two lookups each, CRM updates of the value-mapped field).
 //!
-//! At the end it prints per-change times and the wasm/native ratio per batch size,
-//! read from criterion's own estimates of this run.
+//! At the end it prints per-change times and the wasm/native ratio per batch size, and
+//! each language's per-change time and ratio to the Rust version, read from criterion's
+//! own estimates of this run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -262,8 +266,10 @@ fn main() {
         });
         group.finish();
     }
+    bench_languages(&mut criterion, &runtime);
     criterion.final_summary();
     print_ratios();
+    print_language_ratios();
     let _ = std::fs::remove_dir_all(cache_dir);
 }
 
@@ -317,4 +323,123 @@ fn criterion_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     target.join("criterion")
+}
+
+/// The Customer groups map in each language, by plugin name, as shown in the summary.
+const LANGUAGE_VERSIONS: [(&str, &str); 4] = [
+    ("rust", "customer-groups"),
+    ("javascript", "customer-groups-js"),
+    ("python", "customer-groups-py"),
+    ("c", "customer-groups-c"),
+];
+
+/// Changes per call in the language comparison.
+const LANGUAGE_BATCH: usize = 100;
+
+/// Half ERP inserts of whole rows (two terms of payment lookups each), half CRM updates
+/// of the value-mapped field only.
+fn customer_group_batch() -> Vec<Change> {
+    let text = |s: &str| Value::Text(s.to_owned());
+    (0..LANGUAGE_BATCH)
+        .map(|index| {
+            let company = if index.is_multiple_of(4) {
+                "DEMF"
+            } else {
+                "USMF"
+            };
+            if index.is_multiple_of(2) {
+                Change {
+                    source: Side::Erp,
+                    op: ChangeOp::Insert,
+                    row: vec![
+                        text(company),
+                        Value::Text(format!("G{index:04}")),
+                        Value::Text(format!("Customer group {index}")),
+                        text(if index.is_multiple_of(3) { "yes" } else { "No" }),
+                        text("Net30"),
+                        text("Net30"),
+                    ],
+                    changed: Vec::new(),
+                }
+            } else {
+                Change {
+                    source: Side::Crm,
+                    op: ChangeOp::Update,
+                    row: vec![
+                        text(company),
+                        Value::Text(format!("G{index:04}")),
+                        Value::Text(format!("Customer group {index}")),
+                        Value::Boolean(index.is_multiple_of(3)),
+                        text("Net30"),
+                        Value::Null,
+                    ],
+                    changed: vec![3],
+                }
+            }
+        })
+        .collect()
+}
+
+/// `languages/<language>`: the same batch through each version; all must agree first.
+fn bench_languages(criterion: &mut Criterion, runtime: &PluginRuntime) {
+    let links = parse_links("links", LINKS).expect("links");
+    let lookups = Arc::new(RecordedLookups::new(links, Vec::new()));
+    let batch = customer_group_batch();
+    let mut runners: Vec<_> = LANGUAGE_VERSIONS
+        .iter()
+        .map(|(language, name)| {
+            let bytes = std::fs::read(plugin_path(name)).expect("plugin built by build.rs");
+            let runner = runtime
+                .load_bytes(&format!("{name}.wasm"), &bytes)
+                .unwrap_or_else(|error| panic!("load {name}: {error}"))
+                .start(DEFAULT_CONFIG, lookups.clone())
+                .unwrap_or_else(|error| panic!("start {name}: {error}"));
+            (*language, runner)
+        })
+        .collect();
+    let reference = runners[0].1.transform(&batch);
+    assert!(
+        reference.iter().all(
+            |result| matches!(result, dualwrite::plugin::TransformResult::Writes(w) if w.len() == 1)
+        ),
+        "every change of the language batch writes: {reference:?}"
+    );
+    for (language, runner) in &mut runners[1..] {
+        assert_eq!(
+            runner.transform(&batch),
+            reference,
+            "{language} agrees with rust"
+        );
+    }
+    let mut group = criterion.benchmark_group("languages");
+    group.throughput(Throughput::Elements(LANGUAGE_BATCH as u64));
+    for (language, runner) in &mut runners {
+        group.bench_function(*language, |b| b.iter(|| runner.transform(&batch)));
+    }
+    group.finish();
+}
+
+/// Per-change time of each language version and its ratio to the Rust version.
+fn print_language_ratios() {
+    let root = criterion_dir().join("languages");
+    let mean_ns = |name: &str| -> Option<f64> {
+        let text = std::fs::read_to_string(root.join(name).join("new/estimates.json")).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["mean"]["point_estimate"].as_f64()
+    };
+    println!("\ncustomer groups map per language (batch of {LANGUAGE_BATCH}, mean of this run)");
+    println!("{:>12} {:>12} {:>10}", "language", "us/change", "x rust");
+    let Some(rust) = mean_ns("rust") else {
+        println!("(no estimates found under {})", root.display());
+        return;
+    };
+    for (language, _) in LANGUAGE_VERSIONS {
+        if let Some(ns) = mean_ns(language) {
+            println!(
+                "{language:>12} {:>12.3} {:>10.2}",
+                ns / LANGUAGE_BATCH as f64 / 1000.0,
+                ns / rust
+            );
+        }
+    }
 }

@@ -6,6 +6,10 @@
 //! (one result record per change, exactly as `dualwrite replay` prints them). The case
 //! runs through the same code as `dualwrite replay --expect`.
 //!
+//! A case may list `variants`: other builds of the same map (e.g. the same plugin written
+//! in JavaScript, Python and C) that must give exactly the same results. Each variant
+//! runs as its own test, `<case>@<variant>`, against the same files.
+//!
 //! Set `DUALWRITE_BLESS=1` to rewrite every `expected.jsonl` from the actual output;
 //! review the diff before committing it.
 
@@ -31,6 +35,9 @@ struct CaseFile {
     description: String,
     /// The plugin crate under `plugins/` to run.
     plugin: String,
+    /// Other plugins under `plugins/` that must pass the same case (never blessed).
+    #[serde(default)]
+    variants: Vec<String>,
     /// Which file of that plugin to load: the component (default), its core module, or
     /// the component cut to `truncate_to` bytes.
     #[serde(default)]
@@ -103,19 +110,29 @@ fn main() {
         .filter(|path| path.join("case.toml").is_file())
         .collect();
     cases.sort();
-    let trials = cases
-        .into_iter()
-        .map(|dir| {
-            let name = dir
-                .file_name()
-                .and_then(|name| name.to_str())
-                .unwrap_or("?")
-                .to_owned();
-            Trial::test(name, move || {
-                run_case(&dir).map_err(|error| Failed::from(format!("{error:#}")))
-            })
-        })
-        .collect();
+    let mut trials = Vec::new();
+    for dir in cases {
+        let name = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        // A case.toml that does not parse fails in the case's own test below.
+        let variants = read(&dir.join("case.toml"))
+            .ok()
+            .and_then(|text| toml::from_str::<CaseFile>(&text).ok())
+            .map(|case| case.variants)
+            .unwrap_or_default();
+        for variant in variants {
+            let dir = dir.clone();
+            trials.push(Trial::test(format!("{name}@{variant}"), move || {
+                run_case(&dir, Some(&variant)).map_err(|error| Failed::from(format!("{error:#}")))
+            }));
+        }
+        trials.push(Trial::test(name, move || {
+            run_case(&dir, None).map_err(|error| Failed::from(format!("{error:#}")))
+        }));
+    }
     libtest_mimic::run(&arguments, trials).exit();
 }
 
@@ -135,9 +152,13 @@ fn code_cache() -> PathBuf {
     std::env::temp_dir().join(format!("dualwrite-test-cache-{}", std::process::id()))
 }
 
-fn run_case(dir: &Path) -> Result<()> {
-    let case: CaseFile = toml::from_str(&read(&dir.join("case.toml"))?)
+/// Runs the case in `dir` with its plugin, or with `variant` instead.
+fn run_case(dir: &Path, variant: Option<&str>) -> Result<()> {
+    let mut case: CaseFile = toml::from_str(&read(&dir.join("case.toml"))?)
         .with_context(|| format!("parsing {}/case.toml", dir.display()))?;
+    if let Some(variant) = variant {
+        case.plugin = variant.to_owned();
+    }
     if case.description.trim().is_empty() {
         bail!("case.toml needs a description");
     }
@@ -194,7 +215,7 @@ fn run_case(dir: &Path) -> Result<()> {
     let changes = parse_change_set("changes.jsonl", &read(&dir.join("changes.jsonl"))?)?;
     let actual = replay(&mut runner, &changes, case.batch_size.unwrap_or(100))?;
     let expected_path = dir.join("expected.jsonl");
-    if std::env::var_os("DUALWRITE_BLESS").is_some() {
+    if variant.is_none() && std::env::var_os("DUALWRITE_BLESS").is_some() {
         std::fs::write(&expected_path, records_to_jsonl(&actual))?;
         return Ok(());
     }

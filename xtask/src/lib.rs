@@ -6,6 +6,11 @@
 //! core module is wrapped into a component with `wit-component`, which reads the
 //! component type that `wit-bindgen` embedded in the module. The result imports nothing
 //! but `dualwrite:table-map/host` (no WASI).
+//!
+//! Plugins written in other languages (JavaScript, Python, C) are built by
+//! [`languages`], which [`build_plugins`] calls after the Rust ones.
+
+pub mod languages;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -122,6 +127,10 @@ pub fn build_plugins(target_dir: &Path, out_dir: &Path) -> Result<Vec<BuiltPlugi
             })?;
         built.push(componentize(module, out_dir, Some(name))?);
     }
+    built.extend(languages::build_language_plugins(
+        &target_dir.join("languages"),
+        out_dir,
+    )?);
     Ok(built)
 }
 
@@ -223,7 +232,7 @@ fn componentize(module: &Path, out_dir: &Path, name: Option<&str>) -> Result<Bui
 
 /// Writes `bytes` unless the file already holds them, so unchanged plugins keep their
 /// modification time (and compiled-code cache entries stay warm).
-fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<()> {
     if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
         return Ok(());
     }

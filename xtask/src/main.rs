@@ -1,6 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `setup`: install the wasm target the plugins are built for;
+//! - `setup`: install the wasm targets the plugins are built for, and the pinned tools of
+//!   the plugins in other languages (`xtask::languages`);
 //! - `plugins`: build every plugin of `plugins/` into a component under `target/plugins/`;
 //! - `demo`: build the plugins and the engine and run the demo;
 //! - `test`: setup, then every test: the workspace's, and the plugins' native tests;
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match task {
-        "setup" => ensure_wasm_target(),
+        "setup" => setup(),
         "plugins" => plugins().map(|_| ()),
         "demo" => demo(rest),
         "test" => test(rest),
@@ -39,6 +40,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn setup() -> Result<()> {
+    ensure_wasm_target()?;
+    xtask::languages::ensure_language_tools(&repo_root().join("target/wasm-plugins/languages"))
 }
 
 fn plugins() -> Result<std::path::PathBuf> {
