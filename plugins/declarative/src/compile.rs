@@ -255,7 +255,7 @@ pub fn kind_name(kind: ValueKind) -> &'static str {
 pub fn literal(json: &Json, kind: Option<ValueKind>) -> Result<Value, String> {
     let wrong = |what: &str| {
         Err(format!(
-            "{what} cannot be a {} value",
+            "{json} is {what}, not a {} value",
             kind.map_or("?", kind_name)
         ))
     };
