@@ -147,6 +147,10 @@ def main(reference):
             dirn = direction(field["map_type"])
             lookup = field.get("lookup")
             crm_column = lookup["dataverse_lookup_column"] if lookup else dv
+            if lookup and any(line.get("crm") == crm_column for line in lines):
+                # Two lines through one lookup column (a category and its hierarchy):
+                # the second gets a column named after its whole path.
+                crm_column = dv.replace(".", "_")
             default = field["default_value"]
             if fo == "none":
                 line = {"crm": crm_column, "constant": crm_literal(default)}
