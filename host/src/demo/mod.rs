@@ -217,13 +217,40 @@ fn column_type(kind: ValueKind) -> &'static str {
 /// Creates the `side` table of each map in the database at `path` (made if missing, in
 /// WAL mode): one column per declared field, the declared key as primary key.
 pub fn create_tables(path: &Path, side: Side, maps: &[DemoMap]) -> anyhow::Result<()> {
+    let descriptors: Vec<&Descriptor> = maps.iter().map(|map| &map.descriptor).collect();
+    create_entity_tables(path, side, &descriptors)
+}
+
+/// Creates the `side` table of each described map in the database at `path` (made if
+/// missing, in WAL mode). Maps that share an entity on this side (the standard pack's
+/// customers and contacts both map the ERP's customers) get one table with every field
+/// any of them declares (the first declaration of a field wins).
+pub fn create_entity_tables(
+    path: &Path,
+    side: Side,
+    descriptors: &[&Descriptor],
+) -> anyhow::Result<()> {
     let db =
         rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
     db.execute_batch("PRAGMA journal_mode = WAL;")?;
-    for map in maps {
-        let entity = map.descriptor.entity(side);
-        let columns: Vec<String> = entity
-            .fields
+    let mut tables: Vec<(&str, Vec<&crate::change::FieldSpec>)> = Vec::new();
+    for descriptor in descriptors {
+        let entity = descriptor.entity(side);
+        let at = match tables.iter().position(|(name, _)| *name == entity.entity) {
+            Some(at) => at,
+            None => {
+                tables.push((&entity.entity, Vec::new()));
+                tables.len() - 1
+            }
+        };
+        for field in &entity.fields {
+            if !tables[at].1.iter().any(|known| known.name == field.name) {
+                tables[at].1.push(field);
+            }
+        }
+    }
+    for (entity, fields) in tables {
+        let columns: Vec<String> = fields
             .iter()
             .map(|field| {
                 format!(
@@ -234,14 +261,13 @@ pub fn create_tables(path: &Path, side: Side, maps: &[DemoMap]) -> anyhow::Resul
                 )
             })
             .collect();
-        let key: Vec<String> = map
-            .key(side)
+        let key: Vec<String> = fields
             .iter()
-            .map(|name| format!("\"{name}\""))
+            .filter(|field| field.key)
+            .map(|field| format!("\"{}\"", field.name))
             .collect();
         db.execute_batch(&format!(
-            "CREATE TABLE \"{}\" ({}, PRIMARY KEY ({}));",
-            entity.entity,
+            "CREATE TABLE \"{entity}\" ({}, PRIMARY KEY ({}));",
             columns.join(", "),
             key.join(", ")
         ))?;
