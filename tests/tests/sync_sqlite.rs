@@ -589,10 +589,18 @@ fn a_conflict_the_captured_side_loses_brings_the_winners_row_over() {
     );
     assert_eq!(
         erp_groups(&deployment),
-        vec![vec![text("USMF"), text("10"), text("ERP wins"), text("yes")]]
+        vec![vec![
+            text("USMF"),
+            text("10"),
+            text("ERP wins"),
+            text("yes")
+        ]]
     );
     let (_, counters) = engine.counters().into_iter().next().expect("one map");
-    assert_eq!(counters.conflicts, 2, "seen from each side once: {counters:?}");
+    assert_eq!(
+        counters.conflicts, 2,
+        "seen from each side once: {counters:?}"
+    );
     assert_eq!(counters.written_to_crm, 1, "{counters:?}");
     assert_eq!(counters.written_to_erp, 0, "{counters:?}");
     assert_eq!(counters.errors, 0, "{counters:?}");

@@ -57,12 +57,7 @@ impl LinkCache {
 
     /// The cached answer for the link of `key` on `side` of `map`: `None` when not
     /// cached, `Some(None)` when cached as "no link".
-    pub(crate) fn get(
-        &self,
-        map: &str,
-        side: Side,
-        key: &Key,
-    ) -> Option<Option<Arc<CachedLink>>> {
+    pub(crate) fn get(&self, map: &str, side: Side, key: &Key) -> Option<Option<Arc<CachedLink>>> {
         self.entries
             .get(&(map.to_owned(), side, key_id(key)))
             .cloned()

@@ -139,7 +139,10 @@ fn into_declared_image(mut row: RowImage, spec: &EntitySpec) -> Image {
     }
     spec.fields
         .iter()
-        .filter_map(|field| row.remove(&field.name).map(|value| (field.name.clone(), value)))
+        .filter_map(|field| {
+            row.remove(&field.name)
+                .map(|value| (field.name.clone(), value))
+        })
         .collect()
 }
 
@@ -192,29 +195,30 @@ struct KeyGroup<'a> {
 fn group_by_key<'a>(changes: &'a [StoredChange], key_columns: &[String]) -> Vec<KeyGroup<'a>> {
     let mut groups: Vec<KeyGroup<'a>> = Vec::new();
     let mut index_of: HashMap<String, usize> = HashMap::new();
-    let mut add = |key: Key, change: Cow<'a, StoredChange>, at: usize, removed: Option<Option<Image>>| {
-        match index_of.entry(key_id(&key)) {
-            Entry::Occupied(entry) => {
-                let group = &mut groups[*entry.get()];
-                group.change = change;
-                group.last = at;
-                group.count += 1;
-                if removed.is_some() {
-                    group.removed = removed;
+    let mut add =
+        |key: Key, change: Cow<'a, StoredChange>, at: usize, removed: Option<Option<Image>>| {
+            match index_of.entry(key_id(&key)) {
+                Entry::Occupied(entry) => {
+                    let group = &mut groups[*entry.get()];
+                    group.change = change;
+                    group.last = at;
+                    group.count += 1;
+                    if removed.is_some() {
+                        group.removed = removed;
+                    }
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(groups.len());
+                    groups.push(KeyGroup {
+                        key,
+                        change,
+                        last: at,
+                        count: 1,
+                        removed,
+                    });
                 }
             }
-            Entry::Vacant(entry) => {
-                entry.insert(groups.len());
-                groups.push(KeyGroup {
-                    key,
-                    change,
-                    last: at,
-                    count: 1,
-                    removed,
-                });
-            }
-        }
-    };
+        };
     for (at, change) in changes.iter().enumerate() {
         // An update that changed the key removes the row from its old key.
         if change.op == ChangeOp::Update
@@ -329,7 +333,10 @@ pub(crate) fn process(
             (Some(now), base) => {
                 let (op, changed) = match base {
                     Some(base) => (ChangeOp::Update, changed_ids(&now, base, &source_spec)),
-                    None => (ChangeOp::Insert, (0..source_spec.fields.len() as u32).collect()),
+                    None => (
+                        ChangeOp::Insert,
+                        (0..source_spec.fields.len() as u32).collect(),
+                    ),
                 };
                 let change = Change {
                     source: role,
@@ -372,7 +379,8 @@ pub(crate) fn process(
     let results = map.runner.transform(&inputs);
 
     let mut pending: Vec<PendingWrite> = Vec::new();
-    let mut outcomes: Vec<LinkOutcome> = (0..groups.len()).map(|_| LinkOutcome::Unchanged).collect();
+    let mut outcomes: Vec<LinkOutcome> =
+        (0..groups.len()).map(|_| LinkOutcome::Unchanged).collect();
     // Target rows this batch writes, as they will be (None: deleted), by target key.
     let mut written_rows: HashMap<String, Option<Image>> = HashMap::new();
     for ((at, committed_link, source_now), result) in sent.into_iter().zip(results) {
@@ -486,7 +494,14 @@ pub(crate) fn process(
                         },
                     ));
                     if !apply {
-                        reexamine(map, commit, target_role, &target_endpoint.entity, target_key, change);
+                        reexamine(
+                            map,
+                            commit,
+                            target_role,
+                            &target_endpoint.entity,
+                            target_key,
+                            change,
+                        );
                         failed = true;
                         break;
                     }
@@ -532,7 +547,10 @@ pub(crate) fn process(
                 )),
                 // Both sides changed the row since the last sync.
                 (Some(view), Some(current)) if changed_since(&view.target_image, current) => {
-                    Some(("both sides changed the row since the last sync", current.clone()))
+                    Some((
+                        "both sides changed the row since the last sync",
+                        current.clone(),
+                    ))
                 }
                 // Never synced, and the target has a different row under the same key:
                 // both sides created it (the initial sync's source is the master: its
@@ -545,7 +563,8 @@ pub(crate) fn process(
             };
             if let Some((what, target_now)) = conflict {
                 map.counters.conflicts += 1;
-                let outcome = resolve_conflict(&map.plan.conflict, role, &source_image, &target_now);
+                let outcome =
+                    resolve_conflict(&map.plan.conflict, role, &source_image, &target_now);
                 let decision = match &outcome {
                     ConflictOutcome::Apply => "the policy applied this side's row",
                     ConflictOutcome::Skip => "the policy kept the other side's row",
@@ -571,7 +590,14 @@ pub(crate) fn process(
                         }
                     }
                     ConflictOutcome::Skip => {
-                        reexamine(map, commit, target_role, &target_endpoint.entity, target_key, change);
+                        reexamine(
+                            map,
+                            commit,
+                            target_role,
+                            &target_endpoint.entity,
+                            target_key,
+                            change,
+                        );
                         failed = true;
                         break;
                     }
@@ -610,9 +636,17 @@ pub(crate) fn process(
                 (None, Some(current)) => current.clone(),
                 (None, None) => Image::new(),
             };
-            target_image.extend(fields.iter().map(|(name, value)| (name.clone(), value.clone())));
+            target_image.extend(
+                fields
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
             let mut row_after = current.clone().unwrap_or_default();
-            row_after.extend(fields.iter().map(|(name, value)| (name.clone(), value.clone())));
+            row_after.extend(
+                fields
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
             written_rows.insert(target_id, Some(row_after));
             pending.push(PendingWrite {
                 group: at,

@@ -87,7 +87,10 @@ fn busy_slept(attempt: u32) -> Duration {
 /// SQLite calls this while another connection holds the lock: sleep and retry (non-zero)
 /// until the timeout has passed, then give up (zero, the statement fails as busy).
 #[allow(unsafe_code)]
-extern "C" fn busy_wait(timeout: *mut std::ffi::c_void, attempt: std::ffi::c_int) -> std::ffi::c_int {
+extern "C" fn busy_wait(
+    timeout: *mut std::ffi::c_void,
+    attempt: std::ffi::c_int,
+) -> std::ffi::c_int {
     // SAFETY: `timeout` is the boxed cell that `install_busy_handler` registered; the
     // `SqliteDatabase` owning it drops its connection first, and the connection is used
     // by one thread at a time (it is not `Sync`), so nothing sets the cell meanwhile.
@@ -110,11 +113,15 @@ fn install_busy_handler(
     // SAFETY: the handle is this live connection's; the context points into a Box that
     // outlives the connection (see `SqliteDatabase::busy_wait`), and `busy_wait` only
     // reads it.
-    let code = unsafe { rusqlite::ffi::sqlite3_busy_handler(conn.handle(), Some(busy_wait), context) };
+    let code =
+        unsafe { rusqlite::ffi::sqlite3_busy_handler(conn.handle(), Some(busy_wait), context) };
     if code == rusqlite::ffi::SQLITE_OK {
         Ok(())
     } else {
-        Err(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None))
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
     }
 }
 
