@@ -144,6 +144,8 @@ resolve_lookups = false
             .arg("-c")
             .arg(self.path("dualwrite.toml"))
             .args(["--status-every", "0"])
+            // No admin API: these tests run in parallel, and its default port is fixed.
+            .arg("--no-admin")
             .env("DUALWRITE_CACHE_DIR", self.path("cache"))
             .stdin(Stdio::null())
             .stdout(output.try_clone().expect("log file"))
