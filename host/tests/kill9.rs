@@ -7,7 +7,8 @@
 //! applications' edits are made by the test through its own connections: the ERP side
 //! creates groups `G-E-n`, the CRM side groups `G-C-n`, and each side updates and
 //! deletes only rows it created, so there is no conflict and the outcome is exact.
-//! Edits start once the child has installed capture (no initial sync here).
+//! Edits start once the child has installed capture (no initial sync here, except in
+//! the last test).
 //!
 //! - `kill_9_during_live_sync_then_restart_loses_and_doubles_nothing`: a writer thread
 //!   edits both sides (inserts, updates mostly of a few hot rows, deletes; up to 8 rows
@@ -26,6 +27,12 @@
 //! - `a_kill_between_a_write_and_its_checkpoint_loses_nothing`: the same crash window,
 //!   hit on purpose in each direction; the change is delivered again after the restart,
 //!   and later edits of the same row must still reach the other side.
+//! - `kill_9_during_the_initial_sync_then_restart_merges_everything_once`: 10,500 ERP
+//!   and 1,500 CRM groups, 500 of them on both sides with other values; the test begins
+//!   the initial sync, then the child (which continues an interrupted initial sync at
+//!   start) is killed 3 to 5 times, 20 to 2,500 ms after it says it continues the merge,
+//!   and started again; the sides must end up merged exactly, and live edits must flow
+//!   afterwards.
 //! - `a_kill_between_the_checkpoint_and_the_acknowledgement_leaves_no_change_behind`:
 //!   killed after the checkpoint but before the change log was purged; the restarted
 //!   engine must purge it without waiting for a new change on that side.
@@ -794,4 +801,159 @@ fn a_kill_between_the_checkpoint_and_the_acknowledgement_leaves_no_change_behind
     );
     let status = running.interrupt();
     assert!(status.success(), "{status}");
+}
+
+/// The log of the child started last.
+fn running_log(deployment: &Deployment) -> PathBuf {
+    let start = deployment.starts.load(Ordering::Relaxed);
+    deployment.path(&format!("run-{start}.log"))
+}
+
+/// kill -9 at random points of an initial sync, then restart: `dualwrite run` continues
+/// the interrupted merge from its last durable chunk, and the sides end up merged
+/// exactly: every ERP-only and CRM-only group on both sides once, and the groups both
+/// sides held (with other values) as the ERP has them (the policy's winner is the
+/// master, as no `initial_sync.master` is set).
+#[test]
+fn kill_9_during_the_initial_sync_then_restart_merges_everything_once() {
+    let seed = seed();
+    eprintln!("seed {seed} (KILL9_SEED={seed} repeats the kill schedule)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let deployment = Deployment::new();
+    let mut expected = Expected::new();
+    for side in [Which::Erp, Which::Crm] {
+        let db = deployment.db(side);
+        db.execute_batch("BEGIN").expect("begin");
+        let (only, prefix) = match side {
+            Which::Erp => (10_000, "I-E"),
+            Which::Crm => (1_000, "I-C"),
+        };
+        for n in 0..only {
+            let id = format!("{prefix}-{n}");
+            let group = (format!("{prefix} group {n}"), n % 2 == 0);
+            insert(&db, side, &id, &group.0, group.1);
+            expected.insert(id, Some(group));
+        }
+        for n in 0..500 {
+            let id = format!("I-B-{n}");
+            let group = (format!("{side:?} view of {n}"), n % 3 == 0);
+            insert(&db, side, &id, &group.0, group.1);
+            if side == Which::Erp {
+                expected.insert(id, Some(group));
+            }
+        }
+        db.execute_batch("COMMIT").expect("commit");
+    }
+
+    // Begin the initial sync in this process; the children carry it out.
+    {
+        let plan = dualwrite::config::load(deployment.path("dualwrite.toml")).expect("config");
+        let runtime = dualwrite::plugin::PluginRuntime::new(
+            dualwrite::plugin::Limits::default(),
+            Some(deployment.path("cache")),
+        )
+        .expect("runtime");
+        let mut engine = dualwrite::sync::Engine::open(
+            &plan,
+            &runtime,
+            dualwrite::sync::EngineOptions::default(),
+        )
+        .expect("engine");
+        engine
+            .begin_initial_sync("customer-groups", "test")
+            .expect("begin the initial sync");
+    }
+
+    let started = Instant::now();
+    let kills = kills().unwrap_or_else(|| rng.random_range(3..=5));
+    for kill in 0..kills {
+        let mut running = deployment.start();
+        wait_until(
+            &mut running,
+            Duration::from_secs(60),
+            "the child to start",
+            || read_log(&running_log(&deployment)).contains("running 1 map(s)"),
+        );
+        // It says so right after that line when the merge is not complete yet.
+        std::thread::sleep(Duration::from_millis(50));
+        if !read_log(&running_log(&deployment)).contains("continuing the initial sync") {
+            eprintln!("the initial sync was complete before kill #{}", kill + 1);
+            running.kill9();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..=2500)));
+        running.kill9();
+        let crm = groups(&deployment, Which::Crm).len();
+        eprintln!(
+            "kill -9 #{} at {:?}, CRM holds {crm} group(s)",
+            kill + 1,
+            started.elapsed()
+        );
+    }
+
+    let mut running = deployment.start();
+    let caught_up = Instant::now();
+    loop {
+        let erp_diff = differences(&expected, &groups(&deployment, Which::Erp));
+        let crm_diff = differences(&expected, &groups(&deployment, Which::Crm));
+        if erp_diff.is_empty() && crm_diff.is_empty() {
+            break;
+        }
+        running.assert_alive("while finishing the initial sync");
+        if caught_up.elapsed() > Duration::from_secs(120) {
+            panic!(
+                "the sides were not merged within 120 s of the last restart (seed {seed}).\n\
+                 ERP:\n  {}\nCRM:\n  {}\nlast run's output:\n{}",
+                erp_diff
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n  "),
+                crm_diff
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n  "),
+                read_log(&running.log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("merged {:?} after the last restart", caught_up.elapsed());
+
+    // The merged map runs live: an edit on each side still reaches the other.
+    update(
+        &deployment.db(Which::Erp),
+        Which::Erp,
+        "I-C-1",
+        "edited in the ERP",
+        true,
+    );
+    update(
+        &deployment.db(Which::Crm),
+        Which::Crm,
+        "I-E-1",
+        "edited in the CRM",
+        false,
+    );
+    expected.insert("I-C-1".into(), group("edited in the ERP", true));
+    expected.insert("I-E-1".into(), group("edited in the CRM", false));
+    wait_until(
+        &mut running,
+        Duration::from_secs(60),
+        "live edits after the merge",
+        || {
+            differences(&expected, &groups(&deployment, Which::Erp)).is_empty()
+                && differences(&expected, &groups(&deployment, Which::Crm)).is_empty()
+        },
+    );
+    let log = running.log.clone();
+    let status = running.interrupt();
+    assert!(
+        status.success(),
+        "Ctrl-C must stop cleanly: {status}; output:\n{}",
+        read_log(&log)
+    );
 }
