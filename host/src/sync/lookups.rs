@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::apply::ApplyBatch;
-use crate::capture::RowImage;
 use crate::change::{HostError, Side, Value};
 use crate::plugin::Lookups;
 use crate::state::StateStore;
@@ -63,12 +62,7 @@ impl Lookups for EngineLookups {
                 retryable: false,
             });
         }
-        let key_image: RowImage = location
-            .key_columns
-            .iter()
-            .cloned()
-            .zip(key.iter().cloned())
-            .collect();
+        let key_image = super::process::key_image(&location.key_columns, key);
         let mut reader = location.reader.lock().map_err(|_| HostError {
             message: "the side's reader is unusable after a failure".to_owned(),
             retryable: true,

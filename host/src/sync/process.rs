@@ -115,7 +115,7 @@ fn key_of(image: &Image, columns: &[String]) -> Option<Key> {
 }
 
 /// A key's values under their column names.
-fn key_image(columns: &[String], key: &Key) -> RowImage {
+pub(crate) fn key_image(columns: &[String], key: &[Value]) -> RowImage {
     columns.iter().cloned().zip(key.iter().cloned()).collect()
 }
 
@@ -133,17 +133,8 @@ fn declared_image(image: &Image, spec: &EntitySpec) -> Image {
 
 /// The declared fields of `spec` taken out of a row read from a side.
 fn into_declared_image(mut row: RowImage, spec: &EntitySpec) -> Image {
-    if row.len() == spec.fields.len() {
-        row.retain(|name, _| spec.id_of(name).is_some());
-        return row;
-    }
-    spec.fields
-        .iter()
-        .filter_map(|field| {
-            row.remove(&field.name)
-                .map(|value| (field.name.clone(), value))
-        })
-        .collect()
+    row.retain(|name, _| spec.id_of(name).is_some());
+    row
 }
 
 /// The plugin's view of a row: one value per declared field.
@@ -320,12 +311,16 @@ pub(crate) fn process(
     for (at, group) in groups.iter().enumerate() {
         let link = link_of(&group.key)?;
         let base = link.as_ref().map(|link| link.image(role));
-        let now = source
-            .read_row(
+        // The row as it is now; the initial sync's rows were scanned just before (live
+        // changes made since then are captured and follow it), so it needs no read.
+        let now = match (origin, &group.change.after) {
+            (BatchOrigin::InitialSync, Some(scanned)) => Some(scanned.clone()),
+            _ => source.read_row(
                 &source_endpoint.entity,
                 &key_image(&source_endpoint.key, &group.key),
-            )?
-            .map(|row| into_declared_image(row, &source_spec));
+            )?,
+        }
+        .map(|row| into_declared_image(row, &source_spec));
         let input = match (now, base) {
             // Exactly what was last synced: the engine's own write, a change of unmapped
             // columns, or changes that were undone.
@@ -407,7 +402,7 @@ pub(crate) fn process(
             source_image: link.image(role).clone(),
             target_image: link.image(target_role).clone(),
         });
-        let source_image = source_now.clone().unwrap_or_default();
+        let source_image = source_now.unwrap_or_default();
         let mut failed = false;
         let mut wrote = false;
         for write in writes {
@@ -726,12 +721,19 @@ pub(crate) fn process(
                     &plugin_version,
                 );
                 outcomes[group] = LinkOutcome::Unchanged;
-                let keep: Vec<bool> = owners.iter().map(|&owner| owner != group).collect();
-                let mut flags = keep.iter();
-                writes.retain(|_| *flags.next().unwrap_or(&true));
-                let mut flags = keep.iter();
-                expected.retain(|_| *flags.next().unwrap_or(&true));
-                owners.retain(|&owner| owner != group);
+                // A group's writes are consecutive: drop them from all three lists.
+                let first = owners
+                    .iter()
+                    .position(|&owner| owner == group)
+                    .unwrap_or(bad);
+                let end = first
+                    + owners[first..]
+                        .iter()
+                        .take_while(|&&owner| owner == group)
+                        .count();
+                owners.drain(first..end);
+                writes.drain(first..end);
+                expected.drain(first..end);
             }
             Err(SideError::Rejected {
                 index: None,

@@ -10,7 +10,6 @@
 use chrono::Utc;
 
 use super::{Engine, process};
-use crate::capture::RowImage;
 use crate::change::ChangeOp;
 use crate::state::{
     BatchCommit, ErrorEntry, ErrorResolution, ErrorRetry, ResolutionKind, StoredChange,
@@ -47,13 +46,7 @@ impl Engine {
         if self.sides[source].offline.is_some() || self.sides[target].offline.is_some() {
             return Ok(false);
         }
-        let key_image: RowImage = plan
-            .endpoint(role)
-            .key
-            .iter()
-            .cloned()
-            .zip(entry.change.key.iter().cloned())
-            .collect();
+        let key_image = process::key_image(&plan.endpoint(role).key, &entry.change.key);
         let current = match self.sides[source]
             .writer
             .read_row(&entry.change.entity, &key_image)
