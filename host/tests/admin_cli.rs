@@ -267,6 +267,122 @@ fn the_cli_pauses_and_resumes_a_map_with_catch_up() {
 }
 
 #[test]
+fn recorded_traffic_exported_with_record_replays_through_the_plugin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = start_engine(dir.path());
+    for id in ["10", "20", "30"] {
+        insert_erp(dir.path(), id);
+    }
+    eventually("the rows to sync", || {
+        crm_rows(dir.path()) == ["10", "20", "30"]
+    });
+    let db = Connection::open(dir.path().join("erp.db")).expect("open");
+    db.execute(
+        "UPDATE CustCustomerGroup SET DESCRIPTION = 'changed' WHERE CUSTOMERGROUPID = '20'",
+        [],
+    )
+    .expect("update");
+    eventually("the update to sync", || {
+        let db = Connection::open(dir.path().join("crm.db")).expect("open");
+        db.query_row(
+            "SELECT msdyn_description FROM msdyn_customergroups WHERE msdyn_groupid = '20'",
+            [],
+            |row| row.get::<_, String>(0),
+        )
+        .is_ok_and(|description| description == "changed")
+    });
+
+    let file = dir.path().join("recorded.jsonl");
+    let recorded = cli(
+        &engine,
+        &[
+            "record",
+            "--map",
+            "customer-groups",
+            "--since",
+            "1h",
+            "-o",
+            file.to_str().expect("path"),
+        ],
+    );
+    assert!(recorded.status.success(), "{}", stderr(&recorded));
+    assert!(
+        stderr(&recorded).contains("4 change(s) written"),
+        "{}",
+        stderr(&recorded)
+    );
+    let text = std::fs::read_to_string(&file).expect("change set");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    assert_eq!(lines[0]["dualwrite"], "change-set");
+    assert_eq!(lines[0]["map"], "customer-groups");
+    let ops: Vec<(&str, &str)> = lines[1..]
+        .iter()
+        .map(|line| {
+            (
+                line["op"].as_str().expect("op"),
+                line["row"]["CUSTOMERGROUPID"].as_str().expect("key"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("insert", "10"),
+            ("insert", "20"),
+            ("insert", "30"),
+            ("update", "20")
+        ],
+        "the ERP side's captured changes in order; the engine's own CRM writes are not captured"
+    );
+    assert!(lines[1..].iter().all(|line| line["source"] == "erp"));
+
+    // The recording replays through the plugin with no database.
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"resolve_lookups": false}"#,
+    )
+    .expect("config");
+    let replayed = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["replay", "--plugin"])
+        .arg(plugins_dir().join("customer_groups.wasm"))
+        .arg("--changes")
+        .arg(&file)
+        .arg("--config")
+        .arg(dir.path().join("config.json"))
+        .output()
+        .expect("run dualwrite replay");
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    let results: Vec<serde_json::Value> = stdout(&replayed)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("result record"))
+        .collect();
+    assert_eq!(results.len(), 4, "{}", stdout(&replayed));
+    assert!(
+        stdout(&replayed).contains("changed"),
+        "the update's new description is written: {}",
+        stdout(&replayed)
+    );
+
+    // A range with nothing in it gives a change set with only its header.
+    let empty = cli(
+        &engine,
+        &["record", "--map", "customer-groups", "--until", "2h"],
+    );
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    assert_eq!(stdout(&empty).lines().count(), 1, "{}", stdout(&empty));
+    let unknown = cli(&engine, &["record", "--map", "no-such-map"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no running map named no-such-map"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
+#[test]
 fn a_wrong_token_or_no_engine_gets_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = start_engine(dir.path());

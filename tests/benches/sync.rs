@@ -27,6 +27,10 @@
 //!   the time of `step` until all N are written to the CRM and the step that wrote the
 //!   last one returned (capture read + plugin + conflict/echo checks + apply + state
 //!   commit + acknowledge).
+//! - `lean`: the `insert` phase again on a fresh pair of files with `[admin]
+//!   activity_every_change = false` and `record_changes = false`; its ratio is against
+//!   `insert` (the default, with an activity entry per change and the recording), so it
+//!   shows what those two cost.
 //! - `update`: the same with N ERP updates changing two fields (`CREDITLIMIT`,
 //!   `SALESMEMO`) of those rows.
 //! - `both`: N/2 ERP updates and N/2 CRM updates (`description`, `msdyn_creditrating`)
@@ -139,7 +143,7 @@ fn main() {
         raw_update = Some(per_sec(rows_n, update));
     }
 
-    let live_phases = ["insert", "update", "both", "concurrent", "latency"];
+    let live_phases = ["insert", "lean", "update", "both", "concurrent", "latency"];
     let mut latency = None;
     let mut throughput_goal: Vec<(String, f64, Option<f64>)> = Vec::new();
     if live_phases.iter().any(|phase| wanted(phase)) {
@@ -167,6 +171,27 @@ fn main() {
             raw_insert,
         );
         throughput_goal.push(("ERP inserts".into(), per_sec(rows_n, elapsed), raw_insert));
+        let journaled_insert = elapsed;
+
+        if wanted("lean") {
+            // The same inserts into a fresh pair, with neither an activity entry per
+            // change nor the recording of captured changes: what the two cost.
+            let lean = Deployment::new(&map);
+            let mut lean_engine = lean.engine_with(
+                &runtime,
+                &map,
+                "[admin]\nactivity_every_change = false\nrecord_changes = false\n",
+            );
+            lean.commit_erp_inserts(&map, &data, 0..rows_n);
+            let lean_elapsed = drain(&mut lean_engine, rows_n as u64, 0);
+            check_clean(&lean_engine);
+            results.row(
+                "e2e: inserts, no activity per change, no recording (vs e2e)",
+                rows_n,
+                lean_elapsed,
+                Some(per_sec(rows_n, journaled_insert)),
+            );
+        }
 
         if wanted("update") {
             let committed = deployment.commit_erp_updates(&data, 0..rows_n, 1);
@@ -528,6 +553,11 @@ impl Deployment {
     }
 
     fn engine(&self, runtime: &PluginRuntime, map: &DemoMap) -> Engine {
+        self.engine_with(runtime, map, "")
+    }
+
+    /// The engine with `extra` config appended (an `[admin]` section).
+    fn engine_with(&self, runtime: &PluginRuntime, map: &DemoMap, extra: &str) -> Engine {
         let list = |side| {
             map.key(side)
                 .iter()
@@ -557,6 +587,7 @@ batch_size = {BATCH}
 
 [maps.{MAP}.config]
 resolve_lookups = false
+{extra}
 "#,
             plugins = plugins_dir().display().to_string(),
             plugin = map.plugin_file,
@@ -1034,7 +1065,7 @@ impl Results {
         println!("\nsync benchmark summary (this run)");
         println!(
             "| {:<56} | {:>7} | {:>8} | {:>9} | {:>11} |",
-            "phase", "rows", "seconds", "rows/s", "of raw limit"
+            "phase", "rows", "seconds", "rows/s", "of baseline"
         );
         println!(
             "|{:-<58}|{:->9}:|{:->9}:|{:->10}:|{:->13}:|",

@@ -47,6 +47,7 @@ const MAP: &str = "customer-groups";
 /// A deployment whose engine runs on its own thread with the admin API on port 0.
 struct Running {
     dir: tempfile::TempDir,
+    config: String,
     url: String,
     client: reqwest::blocking::Client,
     shutdown: Arc<AtomicBool>,
@@ -90,7 +91,33 @@ resolve_lookups = false
 "#,
             plugins = plugins_dir().display()
         );
-        let plan = config::parse(&text, "test.toml", dir.path()).expect("valid config");
+        let (url, shutdown, engine) = Running::launch(dir.path(), &text);
+        Running {
+            dir,
+            config: text,
+            url,
+            client: reqwest::blocking::Client::new(),
+            shutdown,
+            engine: Some(engine),
+        }
+    }
+
+    /// Stops the engine and starts it again on the same files and config.
+    fn restart(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(engine) = self.engine.take() {
+            engine.join().expect("the engine thread ends cleanly");
+        }
+        let (url, shutdown, engine) = Running::launch(self.dir.path(), &self.config);
+        self.url = url;
+        self.shutdown = shutdown;
+        self.engine = Some(engine);
+    }
+
+    /// Runs an engine with the admin API for `text` in `dir` on a thread of its own;
+    /// returns the API's URL, the shutdown flag and the thread.
+    fn launch(dir: &std::path::Path, text: &str) -> (String, Arc<AtomicBool>, JoinHandle<()>) {
+        let plan = config::parse(text, "test.toml", dir).expect("valid config");
         let shutdown = Arc::new(AtomicBool::new(false));
         let (address_sender, address) = mpsc::channel();
         let stop = shutdown.clone();
@@ -147,13 +174,7 @@ resolve_lookups = false
             .recv_timeout(Duration::from_secs(120))
             .expect("the engine started");
         assert!(address.ip().is_loopback());
-        Running {
-            dir,
-            url: format!("http://{address}"),
-            client: reqwest::blocking::Client::new(),
-            shutdown,
-            engine: Some(engine),
-        }
+        (format!("http://{address}"), shutdown, engine)
     }
 
     fn path(&self, file: &str) -> PathBuf {
@@ -442,8 +463,7 @@ fn pause_resume_activity_and_lineage() {
         "{causes:?}"
     );
 
-    // Activity: by kind, as JSON, JSON Lines and CSV. (The engine records state
-    // changes, conflicts and errors; it does not record every applied change yet.)
+    // Activity: by kind, as JSON, JSON Lines and CSV.
     let changes = running.get(&format!("/api/v1/activity?map={MAP}&kind=state-change"));
     let entries = changes["activity"].as_array().expect("entries");
     assert!(entries.len() >= 3, "start, pause, resume: {changes}");
@@ -456,7 +476,7 @@ fn pause_resume_activity_and_lineage() {
     );
     let (status, jsonl) = running.call(
         reqwest::Method::GET,
-        &format!("/api/v1/activity?map={MAP}&format=jsonl"),
+        &format!("/api/v1/activity?map={MAP}&kind=state-change&format=jsonl"),
         Some(TOKEN),
         None,
     );
@@ -508,6 +528,184 @@ fn pause_resume_activity_and_lineage() {
         "/api/v1/maps/{MAP}/rows?side=crm&key=%5B%22USMF%22%2C%2220%22%5D"
     ));
     assert_eq!(from_crm["link"], from_erp["link"]);
+
+    // Every change has its entry: the row's history holds its application, with the
+    // keys on both sides, the change's position and the plugin version that wrote it.
+    let applied: Vec<&Json> = from_erp["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|entry| entry["kind"] == "applied")
+        .collect();
+    assert_eq!(applied.len(), 1, "{from_erp}");
+    assert_eq!(applied[0]["direction"], "erp-to-crm");
+    assert_eq!(applied[0]["erp_key"], json!(["USMF", "20"]));
+    assert_eq!(applied[0]["crm_key"], json!(["USMF", "20"]));
+    assert_eq!(
+        applied[0]["plugin_version"],
+        from_erp["link"]["plugin_version"]
+    );
+    assert!(
+        applied[0]["position"]["sequence"].is_u64(),
+        "{}",
+        applied[0]
+    );
+    assert_eq!(applied[0]["detail"]["writes"][0]["op"], "insert");
+    assert_eq!(from_crm["history"], from_erp["history"]);
+    let all_applied = running.get(&format!("/api/v1/activity?map={MAP}&kind=applied"));
+    assert_eq!(
+        all_applied["activity"].as_array().map(Vec::len),
+        Some(2),
+        "one entry per applied change: {all_applied}"
+    );
+}
+
+#[test]
+fn webhooks_go_over_https_to_a_receiver_whose_ca_is_trusted() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let ca_pem = certified.cert.pem();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certified.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+        )
+        .expect("server config");
+    let receiver = Receiver::start_tls(Arc::new(tls));
+    let running = Running::start(
+        r#"
+[alerts.queued]
+when = "queue-depth"
+threshold = 1
+actions = ["notify"]
+"#,
+    );
+    let secret = "https-webhook-secret-0123";
+    running.post(
+        "/api/v1/subscribers",
+        Some(json!({"name": "trusting", "url": receiver.url, "secret": secret, "ca_pem": ca_pem})),
+    );
+    running.post(
+        "/api/v1/subscribers",
+        Some(json!({"name": "system-roots-only", "url": receiver.url, "secret": secret})),
+    );
+    let (status, text) = running.call(
+        reqwest::Method::POST,
+        "/api/v1/subscribers",
+        Some(TOKEN),
+        Some(r#"{"name": "bad-ca", "url": "https://127.0.0.1:1/", "secret": "0123456789abcdefgh", "ca_pem": "not a certificate"}"#),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("ca_pem"), "{text}");
+
+    running.post(&format!("/api/v1/maps/{MAP}/pause"), None);
+    running.execute(
+        "erp.db",
+        "INSERT INTO CustCustomerGroup VALUES ('USMF','10','Wholesale','yes',NULL,NULL)",
+    );
+    eventually("the signed webhook over TLS", || {
+        !receiver.requests.lock().expect("lock").is_empty()
+    });
+    eventually("the untrusting subscriber's failure in its log", || {
+        running.get("/api/v1/subscribers/system-roots-only/deliveries")["deliveries"]
+            .as_array()
+            .is_some_and(|attempts| !attempts.is_empty())
+    });
+    let requests = receiver.requests.lock().expect("lock").clone();
+    assert_eq!(
+        requests.len(),
+        1,
+        "only the trusting subscriber got through"
+    );
+    let (headers, body, _) = &requests[0];
+    let signature = headers
+        .iter()
+        .find(|(name, _)| name == "x-dualwrite-signature")
+        .map(|(_, value)| value.clone())
+        .expect("signature header");
+    assert!(signature_valid(secret, body, &signature));
+    let failed = running.get("/api/v1/subscribers/system-roots-only/deliveries");
+    let attempt = &failed["deliveries"][0];
+    assert_eq!(attempt["status"], Json::Null, "{failed}");
+    assert!(
+        attempt["error"]
+            .as_str()
+            .is_some_and(|error| !error.is_empty()),
+        "a certificate the system does not trust is refused: {failed}"
+    );
+    let listed = running.get("/api/v1/subscribers");
+    assert!(
+        !listed.to_string().contains("BEGIN CERTIFICATE"),
+        "{listed}"
+    );
+    assert!(!listed.to_string().contains(secret), "{listed}");
+}
+
+#[test]
+fn settings_made_through_the_api_outlive_a_restart() {
+    let mut running = Running::start(
+        r#"
+[alerts.from-file]
+when = "queue-depth"
+threshold = 100
+actions = ["notify"]
+
+[alerts.kept]
+when = "lag"
+threshold = 60
+actions = ["notify"]
+"#,
+    );
+    running.post(
+        "/api/v1/alerts",
+        Some(
+            json!({"name": "app-errors", "when": "errors", "count": 10, "window": "15m",
+                    "actions": ["pause", "notify"]}),
+        ),
+    );
+    let (status, text) = running.call(
+        reqwest::Method::DELETE,
+        "/api/v1/alerts/from-file",
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    running.post(
+        "/api/v1/subscribers",
+        Some(json!({"name": "ops", "url": "http://127.0.0.1:9/hook",
+                    "secret": "a-secret-of-sixteen-or-more"})),
+    );
+    let (status, text) = running.call(
+        reqwest::Method::PUT,
+        &format!("/api/v1/maps/{MAP}/error-mode"),
+        Some(TOKEN),
+        Some(r#"{"mode": "block"}"#),
+    );
+    assert_eq!(status, 200, "{text}");
+
+    running.restart();
+
+    let rules = running.get("/api/v1/alerts");
+    let names: Vec<&str> = rules["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|rule| rule["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["app-errors", "kept"],
+        "the API's rule is back, the file's deleted rule stays deleted: {rules}"
+    );
+    let subscribers = running.get("/api/v1/subscribers");
+    assert_eq!(subscribers["subscribers"][0]["name"], "ops");
+    assert!(
+        !subscribers.to_string().contains("a-secret-of-sixteen"),
+        "no secret in answers: {subscribers}"
+    );
+    assert_eq!(running.map()["error_mode"], "block");
 }
 
 #[test]
@@ -774,51 +972,94 @@ struct Receiver {
 }
 
 impl Receiver {
+    /// A plain HTTP receiver whose first answer is a 500 (so a retry must follow).
     fn start() -> Receiver {
+        Receiver::start_with(None, true)
+    }
+
+    /// An HTTPS receiver with `tls`'s certificate that answers 200.
+    fn start_tls(tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::start_with(Some(tls), false)
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>, fail_first: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!(
+            "{scheme}://{}/hook",
+            listener.local_addr().expect("address")
+        );
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut line = String::new();
-                reader.read_line(&mut line).expect("request line");
-                let mut headers = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).expect("header");
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    let (name, value) = line.split_once(':').expect("header");
-                    headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-                }
-                let length: usize = headers
-                    .iter()
-                    .find(|(name, _)| name == "content-length")
-                    .map(|(_, value)| value.parse().expect("length"))
-                    .unwrap_or(0);
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).expect("body");
-                let mut requests = seen.lock().expect("lock");
-                let status = if requests.is_empty() { 500 } else { 200 };
-                requests.push((headers, body, status));
-                drop(requests);
-                let reason = if status == 200 {
-                    "OK"
-                } else {
-                    "Internal Server Error"
+                let Ok(stream) = stream else { continue };
+                // A connection that fails (a client refusing the certificate) is dropped;
+                // the receiver goes on.
+                let _ = match &tls {
+                    Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                        Ok(connection) => Receiver::serve(
+                            rustls::StreamOwned::new(connection, stream),
+                            &seen,
+                            fail_first,
+                        ),
+                        Err(_) => continue,
+                    },
+                    None => Receiver::serve(stream, &seen, fail_first),
                 };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                );
             }
         });
         Receiver { url, requests }
+    }
+
+    /// Reads one request from `stream`, records it and answers.
+    fn serve<S: Read + Write>(
+        mut stream: S,
+        seen: &Mutex<Vec<ReceivedRequest>>,
+        fail_first: bool,
+    ) -> std::io::Result<()> {
+        let (headers, body) = {
+            let mut reader = BufReader::new(&mut stream);
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line)?;
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').expect("header");
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(name, _)| name == "content-length")
+                .map(|(_, value)| value.parse().expect("length"))
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body)?;
+            (headers, body)
+        };
+        let mut requests = seen.lock().expect("lock");
+        let status = if fail_first && requests.is_empty() {
+            500
+        } else {
+            200
+        };
+        requests.push((headers, body, status));
+        drop(requests);
+        let reason = if status == 200 {
+            "OK"
+        } else {
+            "Internal Server Error"
+        };
+        write!(
+            stream,
+            "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )?;
+        stream.flush()
     }
 }
 

@@ -68,7 +68,12 @@ pub enum Command {
     /// Stop a map.
     Stop(String),
     /// Start a stopped map.
-    Play(String),
+    Play {
+        /// The map.
+        map: String,
+        /// Start the maps it depends on (transitively) that are stopped, first.
+        with_dependencies: bool,
+    },
     /// Run a map's initial sync (chunk by chunk between steps).
     InitialSync(String),
     /// Retry one open error now.
@@ -142,6 +147,8 @@ pub struct MapSnapshot {
     pub queue_depth: u64,
     /// Age of its oldest waiting change.
     pub lag: Duration,
+    /// The maps it depends on (`depends_on`).
+    pub depends_on: Vec<String>,
 }
 
 /// A side that cannot be reached.
@@ -170,6 +177,8 @@ pub struct EngineSnapshot {
     pub alert_rules: Vec<AlertRule>,
     /// The alerts firing now.
     pub firing: Vec<FiringAlert>,
+    /// Each map's declared fields and keys per side (for recorded change sets).
+    pub shapes: BTreeMap<String, crate::replay::record::MapShape>,
 }
 
 /// How often the loop's end does its periodic work.
@@ -187,6 +196,9 @@ pub struct ControlOptions {
     pub activity_max_age: Option<Duration>,
     /// Retention: at most this many activity entries are kept.
     pub activity_max_entries: Option<u64>,
+    /// Retention: at most this many recorded changes are kept (`activity_max_age`
+    /// applies to them too).
+    pub record_max_entries: u64,
 }
 
 impl Default for ControlOptions {
@@ -198,6 +210,7 @@ impl Default for ControlOptions {
             prune_every: Duration::from_secs(60),
             activity_max_age: None,
             activity_max_entries: None,
+            record_max_entries: crate::config::DEFAULT_RECORD_MAX_ENTRIES,
         }
     }
 }
@@ -272,7 +285,7 @@ pub fn channel(
 ) -> (EngineControl, ControlClient) {
     let (commands, receiver) = mpsc::channel();
     let (snapshots, snapshot_receiver) = watch::channel(Arc::new(EngineSnapshot::default()));
-    let error_modes = plan
+    let configured: BTreeMap<String, ErrorMode> = plan
         .maps
         .iter()
         .filter(|map| map.enabled)
@@ -284,6 +297,12 @@ pub fn channel(
             (map.name.clone(), mode)
         })
         .collect();
+    // Modes set through the API outlive a restart.
+    let error_modes = super::settings::error_modes(engine.store().as_ref(), configured.clone())
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "reading the saved error modes failed; using the config's");
+            configured
+        });
     let errors_seen = engine
         .counters()
         .into_iter()
@@ -340,23 +359,29 @@ impl EngineControl {
             self.last_evaluation = Some(Instant::now());
             changed |= self.evaluate_alerts(engine)?;
         }
-        let retention = (
-            self.options.activity_max_age,
-            self.options.activity_max_entries,
-        );
-        if retention != (None, None)
-            && self
-                .last_prune
-                .is_none_or(|last| last.elapsed() >= self.options.prune_every)
+        if self
+            .last_prune
+            .is_none_or(|last| last.elapsed() >= self.options.prune_every)
         {
             self.last_prune = Some(Instant::now());
-            let older_than = retention
-                .0
+            let older_than = self
+                .options
+                .activity_max_age
                 .and_then(|age| chrono::Duration::from_std(age).ok())
                 .map(|age| Utc::now() - age);
-            let removed = engine.store().prune_activity(older_than, retention.1)?;
+            if older_than.is_some() || self.options.activity_max_entries.is_some() {
+                let removed = engine
+                    .store()
+                    .prune_activity(older_than, self.options.activity_max_entries)?;
+                if removed > 0 {
+                    tracing::info!(removed, "activity retention pruned old entries");
+                }
+            }
+            let removed = engine
+                .store()
+                .prune_recorded(older_than, Some(self.options.record_max_entries))?;
             if removed > 0 {
-                tracing::info!(removed, "activity retention pruned old entries");
+                tracing::info!(removed, "recording retention pruned old changes");
             }
         }
         if changed
@@ -399,9 +424,31 @@ impl EngineControl {
                 self.initializing.retain(|name| *name != map);
                 engine.stop(&map, by).map_err(failed)?;
             }
-            Command::Play(map) => {
+            Command::Play {
+                map,
+                with_dependencies,
+            } => {
                 expect_mode(engine, &map, &[MapMode::Stopped, MapMode::Error], "play")?;
+                let waiting = dependencies_to_start(engine, &map)?;
+                if !waiting.is_empty() && !with_dependencies {
+                    return Err(CommandError::Conflict(format!(
+                        "map {map} depends on {}, which {} not running; start {} first, or \
+                         play {map} with its dependencies (API: {{\"with_dependencies\": true}}; \
+                         CLI: --with-dependencies)",
+                        waiting.join(", "),
+                        if waiting.len() == 1 { "is" } else { "are" },
+                        if waiting.len() == 1 { "it" } else { "them" },
+                    )));
+                }
+                for dependency in &waiting {
+                    engine
+                        .play(dependency, &format!("{by} (a dependency of {map})"))
+                        .map_err(failed)?;
+                }
                 engine.play(&map, by).map_err(failed)?;
+                return Ok(
+                    serde_json::json!({"map": map, "started": waiting.iter().chain([&map]).collect::<Vec<_>>()}),
+                );
             }
             Command::InitialSync(map) => {
                 let mode = mode_of(engine, &map)?;
@@ -512,6 +559,14 @@ impl EngineControl {
             }
             Command::SetErrorMode(map, mode) => {
                 mode_of(engine, &map)?;
+                store
+                    .save_setting(
+                        super::settings::ERROR_MODE,
+                        &map,
+                        Some(&serde_json::json!(mode)),
+                        by,
+                    )
+                    .map_err(|error| CommandError::Failed(error.to_string()))?;
                 self.error_modes.insert(map.clone(), mode);
                 self.errors_seen
                     .insert(map.clone(), map_errors(engine, &map));
@@ -539,15 +594,24 @@ impl EngineControl {
                     mode_of(engine, map)?;
                 }
                 let name = rule.rule.name.clone();
+                let saved = serde_json::to_value(&rule.rule)
+                    .map_err(|error| CommandError::Failed(error.to_string()))?;
+                store
+                    .save_setting(super::settings::ALERT_RULE, &name, Some(&saved), by)
+                    .map_err(|error| CommandError::Failed(error.to_string()))?;
                 self.alerts.upsert(*rule);
                 return Ok(serde_json::json!({"name": name}));
             }
             Command::DeleteAlert(name) => {
-                if !self.alerts.remove(&name) {
+                if !self.alerts.rules().iter().any(|rule| rule.name == name) {
                     return Err(CommandError::NotFound(format!(
                         "no alert rule named {name}"
                     )));
                 }
+                store
+                    .save_setting(super::settings::ALERT_RULE, &name, None, by)
+                    .map_err(|error| CommandError::Failed(error.to_string()))?;
+                self.alerts.remove(&name);
                 return Ok(serde_json::json!({"name": name, "deleted": true}));
             }
         }
@@ -681,6 +745,7 @@ impl EngineControl {
     fn map_snapshots(&self, engine: &Engine, store: &dyn StateStore) -> Vec<MapSnapshot> {
         let modes: BTreeMap<String, MapMode> = engine.map_modes().into_iter().collect();
         let sides = engine.map_sides();
+        let dependencies = engine.map_dependencies();
         engine
             .counters()
             .into_iter()
@@ -704,6 +769,7 @@ impl EngineControl {
                         .get(&name)
                         .copied()
                         .unwrap_or(ErrorMode::Continue),
+                    depends_on: dependencies.get(&name).cloned().unwrap_or_default(),
                     name,
                     counters,
                     queue_depth,
@@ -731,6 +797,7 @@ impl EngineControl {
             plugins: engine.plugins(),
             alert_rules: self.alerts.rules(),
             firing: self.alerts.firing(),
+            shapes: engine.map_shapes(),
         };
         self.snapshots.send_replace(Arc::new(snapshot));
     }
@@ -744,6 +811,43 @@ fn alert_payload(event: &AlertEvent) -> serde_json::Value {
         "value": event.value,
         "message": event.message,
     })
+}
+
+/// The maps `map` depends on, directly or not, that are stopped or in error, in the
+/// order to start them (dependencies first). A dependency this deployment does not run
+/// is a conflict naming it.
+fn dependencies_to_start(engine: &Engine, map: &str) -> Result<Vec<String>, CommandError> {
+    fn visit(
+        map: &str,
+        graph: &BTreeMap<String, Vec<String>>,
+        seen: &mut Vec<String>,
+        order: &mut Vec<String>,
+    ) -> Result<(), CommandError> {
+        let Some(dependencies) = graph.get(map) else {
+            return Err(CommandError::Conflict(format!(
+                "map {map} is a dependency this deployment does not run; enable it in the config"
+            )));
+        };
+        for dependency in dependencies {
+            if !seen.contains(dependency) {
+                seen.push(dependency.clone());
+                visit(dependency, graph, seen, order)?;
+                order.push(dependency.clone());
+            }
+        }
+        Ok(())
+    }
+    let graph = engine.map_dependencies();
+    let mut order = Vec::new();
+    visit(map, &graph, &mut vec![map.to_owned()], &mut order)?;
+    let modes: BTreeMap<String, MapMode> = engine.map_modes().into_iter().collect();
+    order.retain(|dependency| {
+        matches!(
+            modes.get(dependency),
+            Some(MapMode::Stopped | MapMode::Error)
+        )
+    });
+    Ok(order)
 }
 
 fn mode_of(engine: &Engine, map: &str) -> Result<MapMode, CommandError> {

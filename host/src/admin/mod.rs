@@ -20,6 +20,7 @@
 mod auth;
 mod control;
 mod routes;
+mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -188,11 +189,17 @@ pub fn start(
             url: subscriber.url.clone(),
             secret,
             events: subscriber.events.clone(),
+            ca_pem: subscriber.ca_pem.clone(),
         });
     }
+    // What was set through the API before a restart is laid over the file's settings.
+    let store = engine.store().clone();
+    let subscribers = settings::subscribers(store.as_ref(), subscribers)
+        .context("reading the subscribers saved through the admin API")?;
     let notifier = Notifier::start(subscribers, options.retry)?;
-    let rules = operations
-        .alerts
+    let rules = settings::alert_rules(store.as_ref(), &operations.alerts)
+        .context("reading the alert rules saved through the admin API")?;
+    let rules = rules
         .iter()
         .map(AlertRule::check)
         .collect::<Result<Vec<_>, String>>()
@@ -206,6 +213,7 @@ pub fn start(
             .control
             .activity_max_entries
             .or(operations.admin.activity_max_entries),
+        record_max_entries: operations.admin.record_max_entries,
         ..options.control
     };
     let (control, client) = channel(plan, engine, rules, Some(notifier.clone()), control_options);

@@ -50,7 +50,7 @@ use crate::notify::Subscriber;
 use crate::replay::{value_from_json, value_to_json};
 use crate::state::{
     ActivityKind, ActivityQuery, ActivityRecord, ConflictImages, ErrorEntry, ErrorQuery, Image,
-    Key, StateError, StateStore, StoredChange,
+    Key, RecordingQuery, StateError, StateStore, StoredChange,
 };
 use crate::sync::ResumeMode;
 
@@ -75,6 +75,7 @@ pub(super) fn router(parts: ServerParts) -> Router {
         .route("/api/v1/maps/{map}/errors", get(map_errors))
         .route("/api/v1/maps/{map}/errors/retry", post(retry_all))
         .route("/api/v1/maps/{map}/rows", get(row_lineage))
+        .route("/api/v1/maps/{map}/changes", get(recorded_changes))
         .route("/api/v1/errors/{id}", get(error_detail))
         .route("/api/v1/errors/{id}/retry", post(retry_error))
         .route("/api/v1/errors/{id}/skip", post(skip_error))
@@ -121,6 +122,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/maps/{map}/errors",
     "POST /api/v1/maps/{map}/errors/retry",
     "GET /api/v1/maps/{map}/rows",
+    "GET /api/v1/maps/{map}/changes",
     "GET /api/v1/errors/{id}",
     "POST /api/v1/errors/{id}/retry",
     "POST /api/v1/errors/{id}/skip",
@@ -325,6 +327,7 @@ fn map_json(shared: &Shared, status: &crate::state::MapStatus, open_errors: u64)
         "open_errors": open_errors,
         "running": live.is_some(),
         "error_mode": live.map(|map| map.error_mode),
+        "depends_on": live.map(|map| map.depends_on.clone()),
         "sides": live.map(|map| json!({"erp": map.sides[0], "crm": map.sides[1]})),
         "lag": live.map(|map| json!({"seconds": map.lag.as_secs_f64(), "changes": map.queue_depth})),
         "counters": live.map(|map| json!({
@@ -421,12 +424,33 @@ async fn stop(
     command(&shared, Command::Stop(map), &actor(&headers)).await
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlayBody {
+    #[serde(default)]
+    with_dependencies: bool,
+}
+
 async fn play(
     State(shared): State<Shared>,
     Path(map): Path<String>,
     headers: HeaderMap,
+    bytes: Bytes,
 ) -> ApiResult {
-    command(&shared, Command::Play(map), &actor(&headers)).await
+    let request: PlayBody = if bytes.is_empty() {
+        PlayBody::default()
+    } else {
+        body(&bytes)?
+    };
+    command(
+        &shared,
+        Command::Play {
+            map,
+            with_dependencies: request.with_dependencies,
+        },
+        &actor(&headers),
+    )
+    .await
 }
 
 async fn initial_sync(
@@ -714,6 +738,77 @@ struct ActivityParams {
     after: Option<u64>,
     limit: Option<usize>,
     format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordingParams {
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+/// A map's recorded captured changes as change set lines (`docs/change-sets.md`), one
+/// page: JSON with `next_after` for paging, or with `format=jsonl` a change set file.
+async fn recorded_changes(
+    State(shared): State<Shared>,
+    Path(map): Path<String>,
+    params: Result<Query<RecordingParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(params) = params.map_err(|error| ApiError::bad_request(error.body_text()))?;
+    let format = params.format.as_deref().unwrap_or("json");
+    if !["json", "jsonl"].contains(&format) {
+        return Err(ApiError::bad_request(format!(
+            "format: {format:?} is not json or jsonl"
+        )));
+    }
+    let shape = shared
+        .control
+        .snapshot()
+        .shapes
+        .get(&map)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no running map named {map}")))?;
+    let query = RecordingQuery {
+        map: map.clone(),
+        since: params
+            .since
+            .as_deref()
+            .map(|text| parse_time("since", text))
+            .transpose()?,
+        until: params
+            .until
+            .as_deref()
+            .map(|text| parse_time("until", text))
+            .transpose()?,
+        after_id: params.after.unwrap_or(0),
+        limit: limit(params.limit, 1_000)?,
+    };
+    let page_size = query.limit;
+    let records = read(&shared, move |store| Ok(store.recorded_changes(&query)?)).await?;
+    let lines: Vec<serde_json::Value> = records
+        .iter()
+        .map(|record| crate::replay::record::change_line(record, &shape))
+        .collect();
+    let next_after = (records.len() == page_size)
+        .then(|| records.last().map(|record| record.id))
+        .flatten();
+    if format == "jsonl" {
+        let mut text = crate::replay::record::header(&map, Utc::now()).to_string();
+        text.push('\n');
+        for line in &lines {
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response());
+    }
+    ok(json!({
+        "map": map,
+        "changes": lines,
+        "next_after": next_after,
+    }))
 }
 
 fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
@@ -1085,9 +1180,16 @@ struct SubscriberBody {
     secret: String,
     #[serde(default)]
     events: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for an https:// URL.
+    #[serde(default)]
+    ca_pem: Option<String>,
 }
 
-async fn create_subscriber(State(shared): State<Shared>, bytes: Bytes) -> ApiResult {
+async fn create_subscriber(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult {
     let request: SubscriberBody = body(&bytes)?;
     if request.name.is_empty()
         || !request
@@ -1102,6 +1204,10 @@ async fn create_subscriber(State(shared): State<Shared>, bytes: Bytes) -> ApiRes
     }
     crate::notify::check_url(&request.url)
         .map_err(|message| ApiError::bad_request(format!("url: {message}")))?;
+    if let Some(pem) = &request.ca_pem {
+        crate::notify::check_ca_pem(pem)
+            .map_err(|message| ApiError::bad_request(format!("ca_pem: {message}")))?;
+    }
     if request.secret.len() < 16 {
         return Err(ApiError::bad_request(
             "secret: at least 16 characters (it keys the HMAC-SHA256 signature)",
@@ -1120,16 +1226,38 @@ async fn create_subscriber(State(shared): State<Shared>, bytes: Bytes) -> ApiRes
         url: request.url,
         secret: Secret::new(request.secret),
         events: request.events,
+        ca_pem: request.ca_pem,
     };
     let view = subscriber.view();
+    let saved = json!(super::settings::SavedSubscriber::of(&subscriber));
+    let (name, by) = (subscriber.name.clone(), actor(&headers));
+    read(&shared, move |store| {
+        Ok(store.save_setting(super::settings::SUBSCRIBER, &name, Some(&saved), &by)?)
+    })
+    .await?;
     shared.notifier.upsert_subscriber(subscriber);
     Ok((StatusCode::CREATED, axum::Json(json!(view))).into_response())
 }
 
-async fn delete_subscriber(State(shared): State<Shared>, Path(name): Path<String>) -> ApiResult {
-    if !shared.notifier.remove_subscriber(&name) {
+async fn delete_subscriber(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if !shared
+        .notifier
+        .subscribers()
+        .iter()
+        .any(|subscriber| subscriber.name == name)
+    {
         return Err(ApiError::not_found(format!("no subscriber named {name}")));
     }
+    let (saved_name, by) = (name.clone(), actor(&headers));
+    read(&shared, move |store| {
+        Ok(store.save_setting(super::settings::SUBSCRIBER, &saved_name, None, &by)?)
+    })
+    .await?;
+    shared.notifier.remove_subscriber(&name);
     ok(json!({"name": name, "deleted": true}))
 }
 

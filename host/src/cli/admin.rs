@@ -60,12 +60,16 @@ pub(super) enum AdminCommand {
         /// The map.
         map: String,
     },
-    /// Start a stopped map.
+    /// Start a stopped map. When maps it depends on are not running, says which and
+    /// (at a terminal) offers to start them first.
     Play {
         #[command(flatten)]
         client: ClientArgs,
         /// The map.
         map: String,
+        /// Start the stopped maps it depends on first, without asking.
+        #[arg(long)]
+        with_dependencies: bool,
     },
     /// Run a map's initial sync (a merge of both sides).
     InitialSync {
@@ -170,6 +174,25 @@ pub(super) enum AdminCommand {
         #[arg(long)]
         key: String,
     },
+    /// Export a map's captured changes over a time range as a change set, to replay
+    /// against a new plugin version with `dualwrite replay`.
+    Record {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The map.
+        #[arg(long)]
+        map: String,
+        /// Since: an RFC 3339 time or a duration back from now (15m, 2h); all recorded
+        /// changes when left out.
+        #[arg(long)]
+        since: Option<String>,
+        /// Until: an RFC 3339 time or a duration back from now.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write the change set here (standard output when left out).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
     /// Alert rules: list (default), add, delete.
     Alerts {
         #[command(flatten)]
@@ -237,6 +260,7 @@ impl AdminCommand {
             | AdminCommand::Resolve { client, .. }
             | AdminCommand::Activity { client, .. }
             | AdminCommand::History { client, .. }
+            | AdminCommand::Record { client, .. }
             | AdminCommand::Alerts { client, .. } => client,
         }
     }
@@ -366,6 +390,22 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
         }
     };
     match command {
+        AdminCommand::Record {
+            map,
+            since,
+            until,
+            output,
+            ..
+        } => {
+            let written = record(&api, map, since.as_deref(), until.as_deref(), output)?;
+            if let Some(path) = output {
+                eprintln!(
+                    "{map}: {written} change(s) written to {} (replay them: dualwrite replay --plugin FILE --changes {})",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
         AdminCommand::Maps { .. } => {
             let maps = api.get("/api/v1/maps", &[])?;
             print(&maps, &maps_table);
@@ -385,9 +425,40 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
             let answer = api.post(&format!("/api/v1/maps/{}/stop", segment(map)), None)?;
             print(&answer, &|_| format!("{map}: stopped\n"));
         }
-        AdminCommand::Play { map, .. } => {
-            let answer = api.post(&format!("/api/v1/maps/{}/play", segment(map)), None)?;
-            print(&answer, &|_| format!("{map}: running\n"));
+        AdminCommand::Play {
+            map,
+            with_dependencies,
+            ..
+        } => {
+            let path = format!("/api/v1/maps/{}/play", segment(map));
+            let answer =
+                match api.post(&path, Some(json!({"with_dependencies": with_dependencies}))) {
+                    // Dependencies not running: offer to start them at a terminal.
+                    Err(error)
+                        if !with_dependencies
+                            && error.to_string().contains("with its dependencies")
+                            && std::io::IsTerminal::is_terminal(&std::io::stdin()) =>
+                    {
+                        eprintln!("{error}");
+                        eprint!("Start them first, then {map}? [y/N] ");
+                        let mut reply = String::new();
+                        std::io::stdin().read_line(&mut reply)?;
+                        if !reply.trim().eq_ignore_ascii_case("y") {
+                            bail!("{map} not started");
+                        }
+                        api.post(&path, Some(json!({"with_dependencies": true})))?
+                    }
+                    other => other?,
+                };
+            print(&answer, &|answer| {
+                let started: Vec<&str> = answer["started"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Json::as_str)
+                    .collect();
+                format!("running: {}\n", started.join(", "))
+            });
         }
         AdminCommand::InitialSync { map, .. } => {
             let answer = api.post(&format!("/api/v1/maps/{}/initial-sync", segment(map)), None)?;
@@ -557,6 +628,51 @@ pub(super) fn run(command: &AdminCommand) -> anyhow::Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pages through a map's recorded changes and writes them as one change set (header,
+/// then a change per line) to `output` or standard output; returns how many.
+fn record(
+    api: &Api,
+    map: &str,
+    since: Option<&str>,
+    until: Option<&str>,
+    output: &Option<std::path::PathBuf>,
+) -> anyhow::Result<u64> {
+    use std::io::Write;
+    let mut sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let header = crate::replay::record::header(map, chrono::Utc::now());
+    writeln!(sink, "{header}")?;
+    let mut after: Option<u64> = None;
+    let mut written = 0;
+    loop {
+        let mut query = vec![("limit", "5000".to_owned())];
+        if let Some(since) = since {
+            query.push(("since", since.to_owned()));
+        }
+        if let Some(until) = until {
+            query.push(("until", until.to_owned()));
+        }
+        if let Some(after) = after {
+            query.push(("after", after.to_string()));
+        }
+        let page = api.get(&format!("/api/v1/maps/{}/changes", segment(map)), &query)?;
+        for line in page["changes"].as_array().into_iter().flatten() {
+            writeln!(sink, "{line}")?;
+            written += 1;
+        }
+        match page["next_after"].as_u64() {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    sink.flush()?;
+    Ok(written)
 }
 
 /// Columns as text, left-aligned to the widest cell.

@@ -67,7 +67,10 @@ use std::path::Path;
 use toml::Spanned;
 
 pub use error::{ConfigError, ConfigErrors, Location};
-pub use operations::{AdminPlan, DEFAULT_ADMIN_LISTEN, EVENTS, OperationsPlan, SubscriberPlan};
+pub use operations::{
+    AdminPlan, DEFAULT_ADMIN_LISTEN, DEFAULT_RECORD_MAX_ENTRIES, EVENTS, OperationsPlan,
+    SubscriberPlan,
+};
 pub use plan::{
     ConflictPolicy, Connector, DEFAULT_BATCH_SIZE, InitialSync, MAX_BATCH_SIZE, MapEndpoint,
     MapPlan, OrderingMode, Origin, Plan, Resolution, Secret, SecretEnv, ServerConnection, SidePlan,
@@ -138,7 +141,7 @@ fn parse_with_env(
         "one [maps.NAME] table per map",
         &mut errors,
     );
-    let operations = operations::read(&document, &mut root, env_is_set, &mut errors);
+    let operations = operations::read(&document, &mut root, base_dir, env_is_set, &mut errors);
     if let Some(maps) = &maps {
         let names: Vec<String> = maps.iter().map(|map| map.name.clone()).collect();
         operations::check_alert_maps(&document, &operations, &names, &mut errors);

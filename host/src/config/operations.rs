@@ -8,6 +8,9 @@
 //! enabled = true                     # default
 //! activity_max_age = "30d"           # retention: drop older activity entries (default: keep)
 //! activity_max_entries = 5000000     # retention: keep at most this many (default: all)
+//! activity_every_change = true       # default: an entry per change (applied, filtered, echo, no-op)
+//! record_changes = true              # default: keep captured changes for `dualwrite record`
+//! record_max_entries = 1000000       # default: the newest million (activity_max_age applies too)
 //!
 //! [alerts.app-errors]                # dual-write's example: 10 errors in 15 minutes
 //! when = "errors"
@@ -16,9 +19,10 @@
 //! actions = ["pause", "notify"]
 //!
 //! [subscribers.ops]
-//! url = "http://127.0.0.1:9000/dualwrite"
+//! url = "https://ops.example.com/dualwrite"  # https:// (system roots) or http://
 //! secret_env = "OPS_WEBHOOK_SECRET"  # the HMAC key; the variable must be set
 //! events = ["alert.fired"]           # optional; all events when left out
+//! ca_file = "ops-ca.pem"             # optional: also trust this CA (PEM) for this receiver
 //! ```
 
 use std::net::SocketAddr;
@@ -47,7 +51,17 @@ pub struct AdminPlan {
     pub activity_max_age: Option<std::time::Duration>,
     /// At most this many activity entries are kept; `None` keeps all.
     pub activity_max_entries: Option<u64>,
+    /// Whether every change gets an activity entry (applied, filtered, echo, no-op);
+    /// conflicts, errors and state changes are always recorded.
+    pub activity_every_change: bool,
+    /// Whether captured changes are kept for export as a change set.
+    pub record_changes: bool,
+    /// At most this many recorded changes are kept.
+    pub record_max_entries: u64,
 }
+
+/// The default of `record_max_entries`.
+pub const DEFAULT_RECORD_MAX_ENTRIES: u64 = 1_000_000;
 
 impl Default for AdminPlan {
     fn default() -> Self {
@@ -57,6 +71,9 @@ impl Default for AdminPlan {
             token: None,
             activity_max_age: None,
             activity_max_entries: None,
+            activity_every_change: true,
+            record_changes: true,
+            record_max_entries: DEFAULT_RECORD_MAX_ENTRIES,
         }
     }
 }
@@ -72,6 +89,8 @@ pub struct SubscriberPlan {
     pub secret: SecretEnv,
     /// The events it wants; all when empty.
     pub events: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for this receiver, read from `ca_file`.
+    pub ca_pem: Option<String>,
 }
 
 /// The operations settings of a plan.
@@ -93,6 +112,9 @@ struct AdminFile {
     token_env: Option<String>,
     activity_max_age: Option<String>,
     activity_max_entries: Option<u64>,
+    activity_every_change: Option<bool>,
+    record_changes: Option<bool>,
+    record_max_entries: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +124,7 @@ struct SubscriberFile {
     secret_env: String,
     #[serde(default)]
     events: Vec<String>,
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// The events a subscriber may ask for.
@@ -112,6 +135,7 @@ pub const EVENTS: &[&str] = &["alert.fired", "alert.cleared"];
 pub(super) fn read<'t>(
     document: &Document<'t>,
     root: &mut DeTable<'t>,
+    base_dir: &std::path::Path,
     env_is_set: &dyn Fn(&str) -> bool,
     errors: &mut Vec<ConfigError>,
 ) -> OperationsPlan {
@@ -152,6 +176,16 @@ pub(super) fn read<'t>(
                             "must be at least 1 (leave it out to keep everything)",
                         )),
                         entries => plan.admin.activity_max_entries = entries,
+                    }
+                    plan.admin.activity_every_change = file.activity_every_change.unwrap_or(true);
+                    plan.admin.record_changes = file.record_changes.unwrap_or(true);
+                    match file.record_max_entries {
+                        Some(0) => errors.push(document.error(
+                            "admin.record_max_entries",
+                            "must be at least 1 (set record_changes = false to record nothing)",
+                        )),
+                        Some(entries) => plan.admin.record_max_entries = entries,
+                        None => {}
                     }
                     if let Some(var) = file.token_env {
                         if env_is_set(&var) {
@@ -232,6 +266,23 @@ pub(super) fn read<'t>(
             errors.push(document.error(&join(&path, "url"), message));
             ok = false;
         }
+        let mut ca_pem = None;
+        if let Some(ca_file) = &file.ca_file {
+            let ca_path = base_dir.join(ca_file);
+            match std::fs::read_to_string(&ca_path)
+                .map_err(|error| error.to_string())
+                .and_then(|pem| crate::notify::check_ca_pem(&pem).map(|()| pem))
+            {
+                Ok(pem) => ca_pem = Some(pem),
+                Err(problem) => {
+                    errors.push(document.error(
+                        &join(&path, "ca_file"),
+                        format!("{}: {problem}", ca_path.display()),
+                    ));
+                    ok = false;
+                }
+            }
+        }
         if !env_is_set(&file.secret_env) {
             errors.push(document.error(
                 &join(&path, "secret_env"),
@@ -256,6 +307,7 @@ pub(super) fn read<'t>(
                     var: file.secret_env,
                 },
                 events: file.events,
+                ca_pem,
             });
         }
     }

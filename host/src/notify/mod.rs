@@ -50,6 +50,9 @@ pub struct Subscriber {
     pub secret: Secret,
     /// The events it wants (like `alert.fired`); all when empty.
     pub events: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for its `https://` URL, besides the
+    /// system's roots (a private CA).
+    pub ca_pem: Option<String>,
 }
 
 /// A subscriber as the API shows it: no secret.
@@ -61,6 +64,8 @@ pub struct SubscriberView {
     pub url: String,
     /// The events it wants; all when empty.
     pub events: Vec<String>,
+    /// Whether it trusts a CA of its own besides the system's roots.
+    pub private_ca: bool,
 }
 
 impl Subscriber {
@@ -70,6 +75,7 @@ impl Subscriber {
             name: self.name.clone(),
             url: self.url.clone(),
             events: self.events.clone(),
+            private_ca: self.ca_pem.is_some(),
         }
     }
 
@@ -120,19 +126,41 @@ pub struct DeliveryAttempt {
     pub outcome: &'static str,
 }
 
-/// Checks a subscriber URL: `http://` only, as this build has no TLS client; the
-/// error says what is wrong.
+/// Checks a subscriber URL: `https://` (certificates checked against the system's
+/// roots and the subscriber's own CA) or `http://`; the error says what is wrong.
 pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "{url:?}: https:// webhooks need TLS, which this build does not include; use \
-             http:// to a local relay, or build with TLS"
-        ));
-    }
     match reqwest::Url::parse(url) {
-        Ok(parsed) if parsed.scheme() == "http" && parsed.host().is_some() => Ok(()),
-        _ => Err(format!("{url:?} is not an http:// URL")),
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+            Ok(())
+        }
+        _ => Err(format!("{url:?} is not an https:// or http:// URL")),
     }
+}
+
+/// Checks that `pem` holds at least one certificate.
+pub fn check_ca_pem(pem: &str) -> Result<(), String> {
+    match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+        Ok(certificates) if !certificates.is_empty() => Ok(()),
+        Ok(_) => Err("no PEM certificate in it".to_owned()),
+        Err(error) => Err(format!("not a PEM certificate bundle ({error})")),
+    }
+}
+
+/// The HTTP client for deliveries: TLS through rustls with the platform's roots, plus
+/// `ca_pem`'s certificates when given; no redirects.
+fn http_client(
+    timeout: Duration,
+    ca_pem: Option<&str>,
+) -> anyhow::Result<reqwest::blocking::Client> {
+    let mut builder = reqwest::blocking::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = ca_pem {
+        for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 /// The HMAC-SHA256 signature header value of `body` under `secret`: `sha256=HEX`.
@@ -192,10 +220,7 @@ impl Notifier {
             log: Mutex::new(VecDeque::new()),
             next_event: AtomicU64::new(1),
         });
-        let client = reqwest::blocking::Client::builder()
-            .timeout(policy.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = http_client(policy.timeout, None)?;
         let (jobs, receiver) = mpsc::channel();
         let worker_shared = shared.clone();
         std::thread::Builder::new()
@@ -311,7 +336,22 @@ fn deliver_loop(
             let Some(subscriber) = subscriber else {
                 continue;
             };
-            let (status, error) = post(client, &subscriber, &item.job);
+            // A subscriber with a CA of its own gets a client that trusts it.
+            let own_client = match &subscriber.ca_pem {
+                Some(pem) => match http_client(policy.timeout, Some(pem)) {
+                    Ok(client) => Some(client),
+                    Err(error) => {
+                        tracing::warn!(subscriber = %subscriber.name, %error, "its CA certificates do not load");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let (status, error) = post(
+                own_client.as_ref().unwrap_or(client),
+                &subscriber,
+                &item.job,
+            );
             let delivered = error.is_none();
             let retry = !delivered && item.attempt < policy.attempts;
             let attempt = DeliveryAttempt {
@@ -406,13 +446,9 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_are_accepted() {
+    fn only_http_and_https_urls_are_accepted() {
         assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(
-            check_url("https://example.com/hook")
-                .unwrap_err()
-                .contains("TLS")
-        );
+        assert!(check_url("https://example.com/hook").is_ok());
         assert!(check_url("ftp://example.com").is_err());
         assert!(check_url("http://").is_err());
     }
@@ -424,6 +460,7 @@ mod tests {
             url: "http://127.0.0.1:1/hook".to_owned(),
             secret: Secret::new("do-not-print-me"),
             events: Vec::new(),
+            ca_pem: None,
         };
         assert!(!format!("{subscriber:?}").contains("do-not-print-me"));
         let view = serde_json::to_string(&subscriber.view()).expect("json");

@@ -5,10 +5,12 @@
 //! ([`RecordedLookups`]); each change's result leaves as one JSON record
 //! ([`result_record`]). [`compare`] diffs two record lists, for `--expect` (expected vs
 //! actual) and `--against` (old plugin vs new). `dualwrite replay` and the data-driven
-//! test cases of `tests/cases` both run through [`replay`].
+//! test cases of `tests/cases` both run through [`replay`]; [`record`] writes the
+//! engine's recorded traffic as a change set.
 
 mod format;
 mod json_value;
+pub mod record;
 
 use serde_json::{Map, Value as Json, json};
 

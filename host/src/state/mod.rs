@@ -41,11 +41,12 @@ pub use error::StateError;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{Durability, STATE_FILE, SqliteOptions, SqliteStateStore};
 pub use types::{
-    ActivityEntry, ActivityKind, ActivityQuery, ActivityRecord, BatchCommit, Checkpoint,
-    CommitReceipt, ConflictImages, ErrorEntry, ErrorQuery, ErrorResolution, ErrorRetry, Image,
-    ImageHash, InitialSyncProgress, InitialSyncStep, Key, Link, LinkChange, LinkDelete, LinkUpsert,
-    MapEntities, MapMode, MapState, MapStatus, MapTransition, NewError, Position, QueueRemoval,
-    QueuedChange, Resolution, ResolutionKind, SideProgress, StoredChange, Transition,
+    ActivityEntry, ActivityKind, ActivityQuery, ActivityRecord, BatchCommit, CapturedRecord,
+    Checkpoint, CommitReceipt, ConflictImages, ErrorEntry, ErrorQuery, ErrorResolution, ErrorRetry,
+    Image, ImageHash, InitialSyncProgress, InitialSyncStep, Key, Link, LinkChange, LinkDelete,
+    LinkUpsert, MapEntities, MapMode, MapState, MapStatus, MapTransition, NewError,
+    OperationsSetting, Position, QueueRemoval, QueuedChange, RecordingQuery, Resolution,
+    ResolutionKind, SideProgress, StoredChange, Transition,
 };
 
 use crate::change::{Side, Value};
@@ -139,6 +140,30 @@ pub trait StateStore: Send + Sync {
             detail: "this state store cannot prune its activity log".to_owned(),
         })
     }
+
+    /// Recorded captured changes matching `query`, oldest first.
+    fn recorded_changes(&self, query: &RecordingQuery) -> Result<Vec<CapturedRecord>, StateError>;
+
+    /// Retention of the recording: removes changes recorded before `older_than` and all
+    /// but the newest `keep_newest`; returns how many were removed.
+    fn prune_recorded(
+        &self,
+        older_than: Option<DateTime<Utc>>,
+        keep_newest: Option<u64>,
+    ) -> Result<u64, StateError>;
+
+    /// Saves a setting made through the admin API (`body` `None`: deleted), replacing
+    /// the setting of the same kind and name.
+    fn save_setting(
+        &self,
+        kind: &str,
+        name: &str,
+        body: Option<&serde_json::Value>,
+        by: &str,
+    ) -> Result<(), StateError>;
+
+    /// The settings of `kind` made through the admin API, by name.
+    fn settings(&self, kind: &str) -> Result<Vec<OperationsSetting>, StateError>;
 
     /// Saves a checkpoint on its own.
     fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StateError> {

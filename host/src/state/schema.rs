@@ -23,7 +23,7 @@ pub(super) const APPLICATION_ID: i64 = 0x6477_7374;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: maps and their transitions, checkpoints, links, queues, errors, activity,
 /// initial sync progress.
@@ -178,6 +178,43 @@ CREATE TABLE initial_sync (
     started_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
     PRIMARY KEY (map_id, side)
+) WITHOUT ROWID;
+"#;
+
+/// Version 2: the recording of captured changes (for `dualwrite record`) and the
+/// operations settings made through the admin API (alert rules, subscribers, error
+/// modes), so they outlive a restart.
+const V2: &str = r#"
+-- Every captured change routed to a map, as captured, kept for export as a change set
+-- until retention prunes it.
+CREATE TABLE recorded_changes (
+    id            INTEGER PRIMARY KEY,
+    map_id        INTEGER NOT NULL REFERENCES maps (id),
+    recorded_at   INTEGER NOT NULL,
+    side          TEXT NOT NULL,
+    entity        TEXT NOT NULL,
+    op            TEXT NOT NULL,
+    commit_pos    INTEGER NOT NULL,
+    change_index  INTEGER NOT NULL,
+    row_key       TEXT NOT NULL,
+    before_image  TEXT,
+    after_image   TEXT,
+    changed       TEXT NOT NULL,
+    committed_at  INTEGER
+);
+CREATE INDEX recorded_changes_map ON recorded_changes (map_id, recorded_at);
+CREATE INDEX recorded_changes_at ON recorded_changes (recorded_at);
+
+-- Settings made through the admin API, by kind ('alert-rule', 'subscriber',
+-- 'error-mode') and name: `body` is the setting as JSON, NULL when it was deleted (a
+-- deletion of something the config file defines must outlive a restart too).
+CREATE TABLE operations_settings (
+    kind        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    body        TEXT,
+    updated_at  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
 "#;
 

@@ -25,10 +25,11 @@ use super::encoding::{
 use super::error::{SqliteContext, StateError};
 use super::schema;
 use super::types::{
-    ActivityEntry, ActivityKind, ActivityQuery, ActivityRecord, BatchCommit, Checkpoint,
-    CommitReceipt, ErrorEntry, ErrorQuery, Image, ImageHash, InitialSyncProgress, Key, Link,
-    LinkChange, MapEntities, MapMode, MapState, MapStatus, Position, QueuedChange, Resolution,
-    ResolutionKind, SideProgress, StoredChange, Transition,
+    ActivityEntry, ActivityKind, ActivityQuery, ActivityRecord, BatchCommit, CapturedRecord,
+    Checkpoint, CommitReceipt, ErrorEntry, ErrorQuery, Image, ImageHash, InitialSyncProgress, Key,
+    Link, LinkChange, MapEntities, MapMode, MapState, MapStatus, OperationsSetting, Position,
+    QueuedChange, RecordingQuery, Resolution, ResolutionKind, SideProgress, StoredChange,
+    Transition,
 };
 use crate::change::{ChangeOp, ErrorClass, Side, SyncError, TrapReason, Value};
 
@@ -918,6 +919,32 @@ fn apply_batch(
         receipt.queued.push(tx.last_insert_rowid() as u64);
         *depth_changes.entry(map_id).or_default() += 1;
     }
+    for change in &batch.record {
+        const OPERATION: &str = "recording a captured change";
+        let map_id = maps.id(&change.map)?;
+        let encoded = encode_change(change)?;
+        tx.prepare_cached(
+            "INSERT INTO recorded_changes (map_id, recorded_at, side, entity, op, commit_pos, \
+             change_index, row_key, before_image, after_image, changed, committed_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .during(OPERATION)?
+        .execute(rusqlite::params![
+            map_id,
+            at,
+            change.side.as_str(),
+            change.entity,
+            change.op.as_str(),
+            sql_commit(change.position),
+            change.position.index,
+            encoded.key,
+            encoded.before,
+            encoded.after,
+            encoded.changed,
+            change.committed_at.map(ms),
+        ])
+        .during(OPERATION)?;
+    }
     for (map_id, delta) in depth_changes {
         const OPERATION: &str = "updating a queue depth";
         if delta != 0 {
@@ -1604,6 +1631,133 @@ impl StateStore for SqliteStateStore {
                 .during(OPERATION)? as u64;
         }
         Ok(removed)
+    }
+
+    fn recorded_changes(&self, query: &RecordingQuery) -> Result<Vec<CapturedRecord>, StateError> {
+        const OPERATION: &str = "reading recorded changes";
+        let inner = self.inner();
+        let map_id = inner.maps.id(&query.map)?;
+        let mut statement = inner
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, recorded_at, {CHANGE_COLUMNS} FROM recorded_changes \
+                 WHERE map_id = ?1 AND id > ?2 AND recorded_at >= ?3 AND recorded_at < ?4 \
+                 ORDER BY id LIMIT ?5"
+            ))
+            .during(OPERATION)?;
+        collect(
+            &mut statement,
+            (
+                map_id,
+                sql_u64(query.after_id),
+                query.since.map_or(i64::MIN, ms),
+                query.until.map_or(i64::MAX, ms),
+                sql_limit(query.limit),
+            ),
+            OPERATION,
+            |row| {
+                let r = RowReader::new(row, "recorded_changes", "id")?;
+                Ok(CapturedRecord {
+                    id: r.id as u64,
+                    recorded_at: r.time("recorded_at")?,
+                    change: r.change(&inner.maps)?,
+                })
+            },
+        )
+    }
+
+    fn prune_recorded(
+        &self,
+        older_than: Option<DateTime<Utc>>,
+        keep_newest: Option<u64>,
+    ) -> Result<u64, StateError> {
+        const OPERATION: &str = "pruning the recording";
+        let inner = self.inner();
+        let mut removed = 0;
+        if let Some(before) = older_than {
+            removed += inner
+                .conn
+                .prepare_cached("DELETE FROM recorded_changes WHERE recorded_at < ?1")
+                .during(OPERATION)?
+                .execute([ms(before)])
+                .during(OPERATION)? as u64;
+        }
+        if let Some(keep) = keep_newest {
+            removed += inner
+                .conn
+                .prepare_cached(
+                    "DELETE FROM recorded_changes \
+                     WHERE id <= (SELECT max(id) FROM recorded_changes) - ?1",
+                )
+                .during(OPERATION)?
+                .execute([i64::try_from(keep).unwrap_or(i64::MAX)])
+                .during(OPERATION)? as u64;
+        }
+        Ok(removed)
+    }
+
+    fn save_setting(
+        &self,
+        kind: &str,
+        name: &str,
+        body: Option<&serde_json::Value>,
+        by: &str,
+    ) -> Result<(), StateError> {
+        const OPERATION: &str = "saving an operations setting";
+        let inner = self.inner();
+        inner
+            .conn
+            .prepare_cached(
+                "INSERT INTO operations_settings (kind, name, body, updated_at, updated_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body, \
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+            )
+            .during(OPERATION)?
+            .execute(rusqlite::params![
+                kind,
+                name,
+                body.map(|body| body.to_string()),
+                now_ms(),
+                by
+            ])
+            .during(OPERATION)?;
+        Ok(())
+    }
+
+    fn settings(&self, kind: &str) -> Result<Vec<OperationsSetting>, StateError> {
+        const OPERATION: &str = "reading operations settings";
+        let inner = self.inner();
+        let mut statement = inner
+            .conn
+            .prepare_cached(
+                "SELECT kind, name, body, updated_at, updated_by FROM operations_settings \
+                 WHERE kind = ?1 ORDER BY name",
+            )
+            .during(OPERATION)?;
+        collect(&mut statement, [kind], OPERATION, |row| {
+            let name: String = row.get(1).during(OPERATION)?;
+            let corrupt = |detail: String| StateError::Corrupt {
+                table: "operations_settings",
+                row: format!("{kind} {name}"),
+                detail,
+            };
+            let body = row
+                .get::<_, Option<String>>(2)
+                .during(OPERATION)?
+                .map(|body| serde_json::from_str(&body))
+                .transpose()
+                .map_err(|error| corrupt(format!("body: {error}")))?;
+            let updated_at: i64 = row.get(3).during(OPERATION)?;
+            Ok(OperationsSetting {
+                kind: row.get(0).during(OPERATION)?,
+                body,
+                updated_at: DateTime::from_timestamp_millis(updated_at)
+                    .ok_or_else(|| corrupt(format!("updated_at: {updated_at} is not a time")))?,
+                updated_by: row.get(4).during(OPERATION)?,
+                name,
+            })
+        })
     }
 
     fn activity(&self, query: &ActivityQuery) -> Result<Vec<ActivityRecord>, StateError> {

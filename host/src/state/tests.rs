@@ -1400,3 +1400,114 @@ fn the_clock_is_used_when_a_batch_has_no_time() {
         CommitReceipt::default()
     );
 }
+
+#[test]
+fn recorded_changes_come_back_as_captured_by_time_range_and_are_pruned() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open_with_map(&dir);
+    let mut first = stored_change(Side::Erp, 1, "C-1");
+    first.after = Some(image(&[
+        ("NAME", text("Contoso")),
+        ("LIMIT", every_kind()[3].clone()),
+    ]));
+    first.op = ChangeOp::Insert;
+    first.before = None;
+    let second = stored_change(Side::Crm, 2, "C-2");
+    store
+        .commit(&BatchCommit {
+            record: vec![first.clone()],
+            ..batch_at(10)
+        })
+        .expect("commit");
+    store
+        .commit(&BatchCommit {
+            record: vec![second.clone()],
+            ..batch_at(20)
+        })
+        .expect("commit");
+    let query = RecordingQuery {
+        map: MAP.to_owned(),
+        since: None,
+        until: None,
+        after_id: 0,
+        limit: 100,
+    };
+    let all = store.recorded_changes(&query).expect("read");
+    assert_eq!(
+        all.iter()
+            .map(|record| record.change.clone())
+            .collect::<Vec<_>>(),
+        [first.clone(), second.clone()],
+        "every field comes back exactly"
+    );
+    assert_eq!(all[0].recorded_at, at(10));
+    let later = store
+        .recorded_changes(&RecordingQuery {
+            since: Some(at(15)),
+            ..query.clone()
+        })
+        .expect("read");
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].change, second);
+    let paged = store
+        .recorded_changes(&RecordingQuery {
+            after_id: all[0].id,
+            limit: 1,
+            ..query.clone()
+        })
+        .expect("read");
+    assert_eq!(paged[0].id, all[1].id);
+
+    assert_eq!(store.prune_recorded(Some(at(15)), None).expect("prune"), 1);
+    assert_eq!(store.recorded_changes(&query).expect("read").len(), 1);
+    assert_eq!(store.prune_recorded(None, Some(0)).expect("prune"), 1);
+    assert!(store.recorded_changes(&query).expect("read").is_empty());
+    assert!(matches!(
+        store.recorded_changes(&RecordingQuery {
+            map: "unknown".to_owned(),
+            ..query
+        }),
+        Err(StateError::UnknownMap { .. })
+    ));
+}
+
+#[test]
+fn operations_settings_are_replaced_by_name_and_deletions_are_kept() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir);
+    store
+        .save_setting("alert-rule", "b", Some(&json!({"when": "lag"})), "ann")
+        .expect("save");
+    store
+        .save_setting("alert-rule", "a", Some(&json!({"when": "errors"})), "ann")
+        .expect("save");
+    store
+        .save_setting("alert-rule", "b", None, "bob")
+        .expect("delete");
+    store
+        .save_setting("error-mode", "customers", Some(&json!("block")), "ann")
+        .expect("save");
+    let rules = store.settings("alert-rule").expect("read");
+    let view: Vec<(&str, Option<&serde_json::Value>, &str)> = rules
+        .iter()
+        .map(|setting| {
+            (
+                setting.name.as_str(),
+                setting.body.as_ref(),
+                setting.updated_by.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("a", Some(&json!({"when": "errors"})), "ann"),
+            ("b", None, "bob")
+        ]
+    );
+    assert_eq!(store.settings("error-mode").expect("read").len(), 1);
+    assert!(store.settings("subscriber").expect("read").is_empty());
+    drop(store);
+    let reopened = open(&dir);
+    assert_eq!(reopened.settings("alert-rule").expect("read"), rules);
+}

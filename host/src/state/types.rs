@@ -724,6 +724,48 @@ impl Default for ActivityQuery {
     }
 }
 
+/// A captured change as the recording keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapturedRecord {
+    /// Its id, increasing in the order changes were recorded.
+    pub id: u64,
+    /// When the engine recorded it.
+    pub recorded_at: DateTime<Utc>,
+    /// The change as captured.
+    pub change: StoredChange,
+}
+
+/// Which recorded changes [`StateStore::recorded_changes`](super::StateStore::recorded_changes)
+/// lists, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingQuery {
+    /// The map's.
+    pub map: String,
+    /// Only changes recorded at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only changes recorded before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only ids above this (paging).
+    pub after_id: u64,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// A setting made through the admin API (an alert rule, a subscriber, an error mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationsSetting {
+    /// What it is: `alert-rule`, `subscriber` or `error-mode`.
+    pub kind: String,
+    /// Its name (the rule's, the subscriber's, the map's).
+    pub name: String,
+    /// The setting; `None` when it was deleted.
+    pub body: Option<serde_json::Value>,
+    /// When it was made.
+    pub updated_at: DateTime<Utc>,
+    /// Who made it.
+    pub updated_by: String,
+}
+
 /// Everything one applied batch changes in the state, made durable in one transaction:
 /// after a crash either all of it happened or none of it did.
 ///
@@ -751,6 +793,8 @@ pub struct BatchCommit {
     pub error_resolutions: Vec<ErrorResolution>,
     /// Activity log entries.
     pub activity: Vec<ActivityEntry>,
+    /// Captured changes to keep in the recording (for export as a change set).
+    pub record: Vec<StoredChange>,
     /// Map state transitions.
     pub transitions: Vec<MapTransition>,
     /// Maps whose initial sync progress is cleared (a restart from scratch), applied
@@ -771,6 +815,7 @@ impl BatchCommit {
             && self.error_retries.is_empty()
             && self.error_resolutions.is_empty()
             && self.activity.is_empty()
+            && self.record.is_empty()
             && self.transitions.is_empty()
             && self.initial_sync_resets.is_empty()
             && self.initial_sync.is_empty()

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use super::Engine;
+use crate::change::Side;
 use crate::plugin::RunnerStats;
 
 /// A map's plugin as the engine runs it.
@@ -60,6 +61,42 @@ impl Engine {
                     stats: map.runner.stats().clone(),
                 }
             })
+            .collect()
+    }
+
+    /// Each running map's declared fields and key columns per side (what a recorded
+    /// change set may name).
+    pub fn map_shapes(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::replay::record::MapShape> {
+        self.maps
+            .iter()
+            .map(|map| {
+                let descriptor = map.runner.descriptor();
+                let names = |side: Side| -> Vec<String> {
+                    descriptor
+                        .entity(side)
+                        .fields
+                        .iter()
+                        .map(|field| field.name.clone())
+                        .collect()
+                };
+                (
+                    map.plan.name.clone(),
+                    crate::replay::record::MapShape {
+                        fields: [names(Side::Erp), names(Side::Crm)],
+                        key: [map.plan.erp.key.clone(), map.plan.crm.key.clone()],
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Each running map's `depends_on` (maps of the plan, maybe not running).
+    pub fn map_dependencies(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.maps
+            .iter()
+            .map(|map| (map.plan.name.clone(), map.plan.depends_on.clone()))
             .collect()
     }
 

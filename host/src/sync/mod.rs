@@ -129,6 +129,8 @@ pub(crate) struct MapRun {
     /// Changes in the map's durable queue. While any wait there, new changes queue
     /// behind them, so a row's changes are applied in commit order.
     pub(crate) queued: u64,
+    /// Whether every change gets an activity entry (`[admin] activity_every_change`).
+    pub(crate) log_every_change: bool,
 }
 
 /// The sync engine of one deployment.
@@ -139,6 +141,9 @@ pub struct Engine {
     options: EngineOptions,
     last_retry_scan: Instant,
     links: links::LinkCache,
+    /// Whether captured changes are kept for `dualwrite record` (`[admin]
+    /// record_changes`).
+    record_changes: bool,
 }
 
 /// What one [`Engine::step`] did.
@@ -281,6 +286,7 @@ impl Engine {
                 counters: MapCounters::default(),
                 first_retry: options.first_retry,
                 queued,
+                log_every_change: plan.operations.admin.activity_every_change,
             });
         }
 
@@ -317,6 +323,7 @@ impl Engine {
             options,
             last_retry_scan: Instant::now(),
             links: links::LinkCache::new(LINK_CACHE_ENTRIES),
+            record_changes: plan.operations.admin.record_changes,
         })
     }
 
@@ -634,6 +641,9 @@ impl Engine {
                     process::stored_change(&plan.name, role, &plan.endpoint(role).key, change)
                 })
                 .collect();
+            if self.record_changes {
+                commit.record.extend(stored.iter().cloned());
+            }
             let target = self.side_index(&plan.endpoint(role.other()).side);
             let map = &mut self.maps[map_index];
             if map.mode == MapMode::Paused || map.queued > 0 || self.sides[target].offline.is_some()

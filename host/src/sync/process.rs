@@ -241,6 +241,27 @@ struct PendingWrite {
     expected: Expectation,
 }
 
+/// What a key group's activity entry says, when the map logs every change (failures and
+/// conflicts have entries of their own).
+struct GroupNote {
+    kind: ActivityKind,
+    message: String,
+    /// The row's key on the other side, where known.
+    target_key: Option<Key>,
+    detail: Option<serde_json::Value>,
+}
+
+impl GroupNote {
+    fn new(kind: ActivityKind, message: impl Into<String>) -> GroupNote {
+        GroupNote {
+            kind,
+            message: message.into(),
+            target_key: None,
+            detail: None,
+        }
+    }
+}
+
 /// What became of a key group's link.
 enum LinkOutcome {
     /// The group failed or left the link as it was.
@@ -305,6 +326,8 @@ pub(crate) fn process(
 
     // Each key's row as it is now against its link: what, if anything, to send.
     let groups = group_by_key(changes, &source_endpoint.key);
+    let log_changes = map.log_every_change && origin == BatchOrigin::Live;
+    let mut notes: Vec<Option<GroupNote>> = (0..groups.len()).map(|_| None).collect();
     let mut inputs = Vec::new();
     // Per input: its group, the link, and the source image it sends (None: a delete).
     let mut sent: Vec<(usize, Option<Arc<CachedLink>>, Option<Image>)> = Vec::new();
@@ -324,7 +347,18 @@ pub(crate) fn process(
         let input = match (now, base) {
             // Exactly what was last synced: the engine's own write, a change of unmapped
             // columns, or changes that were undone.
-            (Some(now), Some(base)) if now == *base => None,
+            (Some(now), Some(base)) if now == *base => {
+                if log_changes {
+                    let mut note = GroupNote::new(
+                        ActivityKind::Echo,
+                        "the row matches what was last synced (the engine's own write, \
+                         unmapped columns, or undone edits): nothing to send",
+                    );
+                    note.target_key = link.as_ref().map(|link| link.key(target_role).clone());
+                    notes[at] = Some(note);
+                }
+                None
+            }
             (Some(now), base) => {
                 let (op, changed) = match base {
                     Some(base) => (ChangeOp::Update, changed_ids(&now, base, &source_spec)),
@@ -360,7 +394,15 @@ pub(crate) fn process(
                 Some((change, None))
             }
             // Gone and never synced: nothing to do.
-            (None, _) => None,
+            (None, _) => {
+                if log_changes {
+                    notes[at] = Some(GroupNote::new(
+                        ActivityKind::NoOp,
+                        "the row is gone and was never synced: nothing to send",
+                    ));
+                }
+                None
+            }
         };
         match input {
             Some((change, image)) => {
@@ -384,6 +426,12 @@ pub(crate) fn process(
         let writes = match result {
             TransformResult::Filtered => {
                 map.counters.filtered += 1;
+                if log_changes {
+                    notes[at] = Some(GroupNote::new(
+                        ActivityKind::Filtered,
+                        "the map's filter left the change out",
+                    ));
+                }
                 continue;
             }
             TransformResult::Failed(error) => {
@@ -394,6 +442,12 @@ pub(crate) fn process(
         };
         if writes.is_empty() {
             map.counters.no_ops += 1;
+            if log_changes {
+                notes[at] = Some(GroupNote::new(
+                    ActivityKind::NoOp,
+                    "the plugin asked for no write",
+                ));
+            }
             continue;
         }
         let mut link: Option<LinkView> = committed_link.as_ref().map(|link| LinkView {
@@ -405,6 +459,9 @@ pub(crate) fn process(
         let source_image = source_now.unwrap_or_default();
         let mut failed = false;
         let mut wrote = false;
+        // What this group writes, for its activity entry: op, changed fields, the key.
+        let mut written_summary: Vec<serde_json::Value> = Vec::new();
+        let mut last_target_key: Option<Key> = None;
         for write in writes {
             let fields: RowImage = write
                 .fields
@@ -436,6 +493,7 @@ pub(crate) fn process(
             };
             let target_id = key_id(&target_key);
             let target_key_image = key_image(&target_endpoint.key, &target_key);
+            last_target_key = Some(target_key.clone());
             // What the target holds now: this batch's pending image if it wrote the row,
             // else the row itself.
             let current = match written_rows.get(&target_id) {
@@ -502,6 +560,9 @@ pub(crate) fn process(
                     }
                 }
                 written_rows.insert(target_id, None);
+                if log_changes {
+                    written_summary.push(serde_json::json!({"op": "delete"}));
+                }
                 pending.push(PendingWrite {
                     group: at,
                     write: RowWrite::delete(&target_endpoint.entity, target_key_image),
@@ -643,6 +704,17 @@ pub(crate) fn process(
                     .map(|(name, value)| (name.clone(), value.clone())),
             );
             written_rows.insert(target_id, Some(row_after));
+            if log_changes {
+                let names: Vec<&str> = fields
+                    .keys()
+                    .filter(|name| !target_endpoint.key.contains(name))
+                    .map(String::as_str)
+                    .collect();
+                written_summary.push(serde_json::json!({
+                    "op": if current.is_some() { "update" } else { "insert" },
+                    "fields": names,
+                }));
+            }
             pending.push(PendingWrite {
                 group: at,
                 write: RowWrite::upsert(&target_endpoint.entity, target_key_image, fields),
@@ -661,6 +733,38 @@ pub(crate) fn process(
         }
         if !wrote {
             map.counters.no_ops += 1;
+        }
+        if log_changes {
+            let mut note = if wrote {
+                let ops: Vec<&str> = written_summary
+                    .iter()
+                    .filter_map(|write| write["op"].as_str())
+                    .collect();
+                let mut note = GroupNote::new(
+                    ActivityKind::Applied,
+                    format!(
+                        "{} on {} {}",
+                        ops.join(", "),
+                        target_role,
+                        target_endpoint.entity
+                    ),
+                );
+                note.detail = Some(serde_json::json!({
+                    "writes": written_summary,
+                    "changes": group.count,
+                }));
+                note
+            } else {
+                GroupNote::new(
+                    ActivityKind::NoOp,
+                    format!(
+                        "{} {} already holds these values: nothing to write",
+                        target_role, target_endpoint.entity
+                    ),
+                )
+            };
+            note.target_key = last_target_key;
+            notes[at] = Some(note);
         }
         outcomes[at] = match link {
             Some(view) => LinkOutcome::Set(view),
@@ -690,6 +794,7 @@ pub(crate) fn process(
                 stale_groups.dedup();
                 for group in stale_groups {
                     outcomes[group] = LinkOutcome::Unchanged;
+                    notes[group] = None;
                     reexamine(
                         map,
                         commit,
@@ -721,6 +826,7 @@ pub(crate) fn process(
                     &plugin_version,
                 );
                 outcomes[group] = LinkOutcome::Unchanged;
+                notes[group] = None;
                 // A group's writes are consecutive: drop them from all three lists.
                 let first = owners
                     .iter()
@@ -752,6 +858,7 @@ pub(crate) fn process(
                         &plugin_version,
                     );
                     outcomes[group] = LinkOutcome::Unchanged;
+                    notes[group] = None;
                 }
                 writes.clear();
             }
@@ -759,6 +866,26 @@ pub(crate) fn process(
         }
     }
     map.counters.written(target_role, written);
+
+    // One activity entry per key group that neither failed nor conflicted, in order.
+    for (group, note) in groups.iter().zip(notes) {
+        let Some(note) = note else { continue };
+        let change = group.change.as_ref();
+        let mut entry = change_activity(
+            &map_name,
+            role,
+            note.kind,
+            change,
+            &plugin_version,
+            &note.message,
+        );
+        match target_role {
+            Side::Erp => entry.erp_key = note.target_key,
+            Side::Crm => entry.crm_key = note.target_key,
+        }
+        entry.detail = note.detail;
+        commit.activity.push(entry);
+    }
 
     // Links: what each group left, unless it failed.
     for (group, outcome) in groups.iter().zip(outcomes) {
@@ -960,7 +1087,27 @@ fn conflict_activity(
     plugin_version: &str,
     message: &str,
 ) -> ActivityEntry {
-    let mut entry = ActivityEntry::new(Some(map), ActivityKind::Conflict, message);
+    change_activity(
+        map,
+        role,
+        ActivityKind::Conflict,
+        change,
+        plugin_version,
+        message,
+    )
+}
+
+/// An activity entry about `change` of `map` from `role`: kind, source key, position and
+/// plugin version.
+fn change_activity(
+    map: &str,
+    role: Side,
+    kind: ActivityKind,
+    change: &StoredChange,
+    plugin_version: &str,
+    message: &str,
+) -> ActivityEntry {
+    let mut entry = ActivityEntry::new(Some(map), kind, message);
     entry.source = Some(role);
     match role {
         Side::Erp => entry.erp_key = Some(change.key.clone()),
