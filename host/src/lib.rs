@@ -16,6 +16,7 @@
 //! - [`state`]: the engine's durable state (checkpoints, links, queues) behind a trait.
 //! - [`sync`]: the loop that ties them together: capture, plugin, echo and conflict
 //!   checks, apply, durable commit, acknowledge; map modes and offline sides.
+//! - [`check`]: the deployment's health checks with stable codes (`dualwrite check`).
 //! - [`demo`]: the seeded two-database demo (`dualwrite demo`).
 //! - [`admin`]: the admin HTTP API (axum) served by `dualwrite run` and the demo, and
 //!   the engine's end of it (commands between steps, snapshots, block mode).
@@ -30,6 +31,7 @@ pub mod alerts;
 pub mod apply;
 pub mod capture;
 pub mod change;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;

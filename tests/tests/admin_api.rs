@@ -1421,3 +1421,85 @@ fn parked_conflicts_are_resolved_by_picking_a_side_or_merging() {
     });
     assert_eq!(running.map()["open_errors"], 0);
 }
+
+/// The customer-groups map as a declarative map whose sales-tax value map knows the
+/// ERP values `values` (pairs of ERP text and CRM boolean; the field goes to the CRM
+/// only, so two ERP values may map to one).
+fn declarative_groups(values: &[(&str, bool)]) -> String {
+    let value_map: Vec<String> = values
+        .iter()
+        .map(|(erp, crm)| format!("{{ erp = \"{erp}\", crm = {crm} }}"))
+        .collect();
+    format!(
+        r#"
+[maps.customer-groups]
+plugin = "declarative.wasm"
+erp = {{ side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
+crm = {{ side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
+conflict = {{ policy = "side-wins", winner = "erp" }}
+
+[maps.customer-groups.config]
+name = "customer-groups"
+erp = {{ entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
+crm = {{ entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
+
+[[maps.customer-groups.config.fields]]
+erp = "DATAAREAID"
+crm = "msdyn_company"
+
+[[maps.customer-groups.config.fields]]
+erp = "CUSTOMERGROUPID"
+crm = "msdyn_groupid"
+
+[[maps.customer-groups.config.fields]]
+erp = "DESCRIPTION"
+crm = "msdyn_description"
+
+[[maps.customer-groups.config.fields]]
+erp = "ISSALESTAXINCLUDEDINPRICE"
+crm = "msdyn_issalestaxincludedinprice"
+direction = "to-crm"
+value_map = [{}]
+"#,
+        value_map.join(", ")
+    )
+}
+
+#[test]
+fn a_plugin_rejected_change_is_applied_by_a_retry_after_a_config_fix() {
+    let mut running = Running::start("");
+    let base =
+        running.config[..running.config.find("[maps.customer-groups]").expect("map")].to_owned();
+    running.config = base.clone() + &declarative_groups(&[("no", false), ("yes", true)]);
+    running.restart();
+    running.execute(
+        "erp.db",
+        "INSERT INTO CustCustomerGroup VALUES ('USMF','10','Wholesale','maybe',NULL,NULL)",
+    );
+    eventually("the plugin to reject the change", || {
+        running.get(&format!("/api/v1/maps/{MAP}/errors"))["errors"]
+            .as_array()
+            .is_some_and(|errors| errors.len() == 1)
+    });
+    let errors = running.get(&format!("/api/v1/maps/{MAP}/errors"));
+    let error = &errors["errors"][0];
+    assert_eq!(error["class"], "plugin-rejected", "{error}");
+    let id = error["id"].as_u64().expect("id");
+    let again = running.post(&format!("/api/v1/errors/{id}/retry"), None);
+    assert_eq!(again["applied"], false, "still unmapped: {again}");
+    assert!(running.crm_descriptions().is_empty());
+
+    // The fix: the value map learns "maybe"; the retry applies the change.
+    running.config = base + &declarative_groups(&[("no", false), ("yes", true), ("maybe", false)]);
+    running.restart();
+    let retried = running.post(&format!("/api/v1/errors/{id}/retry"), None);
+    assert_eq!(retried["applied"], true, "{retried}");
+    assert_eq!(running.crm_descriptions(), ["10=Wholesale"]);
+    let open = running.get(&format!("/api/v1/maps/{MAP}/errors"));
+    assert_eq!(open["errors"], json!([]), "{open}");
+    let versions = running.get(&format!("/api/v1/activity?map={MAP}&kind=plugin-version"));
+    assert!(
+        !versions["activity"].as_array().expect("entries").is_empty(),
+        "the plugin change is in the activity log: {versions}"
+    );
+}

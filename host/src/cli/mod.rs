@@ -5,6 +5,7 @@
 //! command.
 
 mod admin;
+mod check;
 mod demo;
 mod plugin;
 mod replay;
@@ -40,6 +41,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a plugin over a recorded change set, with no database.
     Replay(replay::ReplayArgs),
+    /// Check a deployment (config, plugins, sides, tables, keys) without starting it.
+    Check(check::CheckArgs),
     /// Inspect and validate plugin files.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),
+        Command::Check(args) => check::run(&cli, args),
         Command::Plugin(command) => plugin::run(&cli, command),
         Command::Admin(command) => admin::run(command),
     };

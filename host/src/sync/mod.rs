@@ -252,6 +252,7 @@ impl Engine {
                 erp_entity: map.erp.entity.clone(),
                 crm_entity: map.crm.entity.clone(),
             })?;
+            record_plugin_version(store.as_ref(), &map.name, &runner)?;
             // A map registered just now starts stopped in the store; a map an admin
             // stopped has a transition that says so and stays stopped.
             let fresh = status.state.mode == MapMode::Stopped
@@ -921,6 +922,66 @@ fn check_map_fits(
             }
         }
     }
+    Ok(())
+}
+
+/// Records in the activity log that `map` now runs a plugin file whose content differs
+/// from the one it last ran (or its first), with both hashes and the plugin's own
+/// version and config.
+fn record_plugin_version(
+    store: &dyn StateStore,
+    map: &str,
+    runner: &MapPluginRunner,
+) -> anyhow::Result<()> {
+    let plugin = runner.plugin();
+    let hash = plugin.hash().short();
+    let mut previous: Option<String> = None;
+    let mut after_id = 0;
+    loop {
+        let page = store.activity(&crate::state::ActivityQuery {
+            map: Some(map.to_owned()),
+            kind: Some(ActivityKind::PluginVersion),
+            after_id,
+            limit: 1_000,
+            ..crate::state::ActivityQuery::default()
+        })?;
+        let Some(last) = page.last() else { break };
+        after_id = last.id;
+        previous = last.entry.plugin_version.clone();
+    }
+    if previous.as_deref() == Some(hash.as_str()) {
+        return Ok(());
+    }
+    let descriptor = runner.descriptor();
+    let mut entry = ActivityEntry::new(
+        Some(map),
+        ActivityKind::PluginVersion,
+        match &previous {
+            Some(old) => format!(
+                "plugin {} {} ({hash}) replaces {old}",
+                plugin.file(),
+                descriptor.version
+            ),
+            None => format!(
+                "plugin {} {} ({hash}) runs the map",
+                plugin.file(),
+                descriptor.version
+            ),
+        },
+    );
+    entry.plugin_version = Some(hash);
+    entry.detail = Some(serde_json::json!({
+        "file": plugin.file(),
+        "hash": plugin.hash().hex(),
+        "previous": previous,
+        "plugin": descriptor.name,
+        "version": descriptor.version,
+        "world_version": plugin.world_version(),
+    }));
+    store.commit(&BatchCommit {
+        activity: vec![entry],
+        ..BatchCommit::default()
+    })?;
     Ok(())
 }
 

@@ -845,6 +845,48 @@ impl std::fmt::Debug for PostgresCapture {
     }
 }
 
+/// Checks, without changing anything, what log-based capture needs of the server:
+/// `wal_level = logical` and a role allowed to replicate. Each fault is a
+/// [`SideError::Refused`] with its code (`pg.wal_level`, `pg.missing_privilege`) or the
+/// connection's own (`pg.bad_credentials`, ...), or unavailable.
+pub fn check_capture_prerequisites(options: &PostgresOptions) -> Result<(), SideError> {
+    let mut session = PgSession::new(options.clone());
+    let url = session.url().to_owned();
+    let wal_level: String = session.run(|client| {
+        client
+            .query_one("SHOW wal_level", &[])
+            .map(|row| row.get(0))
+    })?;
+    if wal_level != "logical" {
+        return Err(SideError::Refused {
+            code: "pg.wal_level",
+            message: format!(
+                "{url}: wal_level is {wal_level}; log-based capture needs wal_level = logical \
+                 (ALTER SYSTEM SET wal_level = logical, then restart the server; \
+                 scripts/servers-setup.sh does both)"
+            ),
+        });
+    }
+    let may_replicate: bool = session.run(|client| {
+        client
+            .query_one(
+                "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .map(|row| row.get(0))
+    })?;
+    if !may_replicate {
+        return Err(SideError::Refused {
+            code: "pg.missing_privilege",
+            message: format!(
+                "{url}: the role may not replicate; log-based capture needs a role with \
+                 REPLICATION (ALTER ROLE ... REPLICATION) or a superuser"
+            ),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,368 @@
+//! Health checks of a deployment, run by `dualwrite check` before (or instead of)
+//! starting it: the config, every plugin, every side's connectivity, permissions and
+//! capture prerequisites, and every map's tables, columns and keys on both sides.
+//!
+//! Each problem is a [`Finding`] with a stable code (greppable, documented in
+//! [`CODES`]), a one-line message naming what is wrong and where, and a fix. The checks
+//! change nothing: no capture is installed, no state is written, no row is touched.
+//! They go on after a problem where they can, so one run lists every problem (a map
+//! whose plugin does not load still has its tables checked against what the config
+//! says).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::apply::ApplyBatch;
+use crate::apply::postgres::PostgresWriter;
+use crate::apply::sqlite::SqliteWriter;
+use crate::capture::postgres::{PostgresOptions, check_capture_prerequisites};
+use crate::capture::sqlite::SqliteOptions;
+use crate::capture::{SchemaError, SideError};
+use crate::change::Side;
+use crate::config::{ConfigErrors, Connector, Plan};
+use crate::plugin::{LoadError, NoLookups, PluginRuntime, StartError};
+
+/// Every code a check can report, with what it means.
+pub const CODES: &[(&str, &str)] = &[
+    (
+        "config.invalid",
+        "the config file has an error (file, line and key are named)",
+    ),
+    (
+        "config.dependency_cycle",
+        "maps depend on each other in a cycle",
+    ),
+    (
+        "config.dependency_disabled",
+        "an enabled map depends on a disabled one",
+    ),
+    (
+        "plugin.unreadable",
+        "the plugin file is missing or cannot be read",
+    ),
+    ("plugin.invalid", "the file is not a valid Wasm component"),
+    (
+        "plugin.world",
+        "the component does not implement a dualwrite:table-map world this host runs",
+    ),
+    ("plugin.config", "the plugin refused the map's config"),
+    (
+        "plugin.failed",
+        "the plugin trapped or described itself wrongly when started",
+    ),
+    (
+        "map.entity",
+        "the plugin maps another table than the config names",
+    ),
+    (
+        "map.key_undeclared",
+        "a key column is not a field the plugin declares",
+    ),
+    ("side.unreachable", "the side's database cannot be reached"),
+    ("schema.table_missing", "a mapped table does not exist"),
+    (
+        "schema.columns_missing",
+        "a mapped table lacks columns the plugin maps",
+    ),
+    (
+        "schema.key_not_unique",
+        "the map's key is not a primary key or unique index",
+    ),
+    (
+        "schema.generated_column",
+        "the map writes a column the database computes",
+    ),
+    (
+        "schema.unsupported",
+        "the table cannot be captured or written (a view, ...)",
+    ),
+    (
+        "pg.*",
+        "the PostgreSQL server refused: pg.bad_credentials, pg.missing_privilege, pg.wal_level, pg.no_database, ...",
+    ),
+];
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Stable code, see [`CODES`].
+    pub code: String,
+    /// What it concerns: `config`, `side erp`, `map customers`, ...
+    pub subject: String,
+    /// What is wrong, in one line.
+    pub message: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl Finding {
+    fn new(
+        code: impl Into<String>,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            code: code.into(),
+            subject: subject.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// The findings of a config that does not parse: one per error.
+pub fn config_findings(errors: &ConfigErrors) -> Vec<Finding> {
+    errors
+        .errors()
+        .iter()
+        .map(|error| {
+            let (code, fix) = if error.message.contains("dependency cycle") {
+                (
+                    "config.dependency_cycle",
+                    "remove one of the depends_on entries on the cycle",
+                )
+            } else if error.message.contains("which is disabled") {
+                (
+                    "config.dependency_disabled",
+                    "enable the map it depends on, or disable this one too",
+                )
+            } else {
+                ("config.invalid", "edit the file at the place named")
+            };
+            Finding::new(code, "config", error.to_string(), fix)
+        })
+        .collect()
+}
+
+/// Runs every check of `plan` (a config that parsed); an empty list is a clean bill.
+pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut writers: Vec<(String, Option<Box<dyn ApplyBatch>>)> = Vec::new();
+    for side in &plan.sides {
+        let subject = format!("side {}", side.name);
+        let writer: Option<Box<dyn ApplyBatch>> = match &side.connector {
+            Connector::Sqlite { path } => {
+                if path.exists() {
+                    match SqliteWriter::open(path, SqliteOptions::default()) {
+                        Ok(writer) => Some(Box::new(writer)),
+                        Err(error) => {
+                            findings.push(side_finding(&subject, &error));
+                            None
+                        }
+                    }
+                } else {
+                    findings.push(Finding::new(
+                        "side.unreachable",
+                        &subject,
+                        format!("the SQLite file {} does not exist", path.display()),
+                        "create the database (with its tables) or fix `path`",
+                    ));
+                    None
+                }
+            }
+            Connector::Postgres(server) => {
+                let mut options = PostgresOptions::new(server.url.clone(), &side.name);
+                if let Some(secret) = &server.password {
+                    match secret.read() {
+                        Ok(password) => options.password = Some(password),
+                        Err(error) => findings.push(Finding::new(
+                            "config.invalid",
+                            &subject,
+                            format!("reading the password from ${}: {error}", secret.var),
+                            format!("set the environment variable {}", secret.var),
+                        )),
+                    }
+                }
+                match check_capture_prerequisites(&options) {
+                    Ok(()) => Some(Box::new(PostgresWriter::open(options))),
+                    Err(error) => {
+                        findings.push(side_finding(&subject, &error));
+                        None
+                    }
+                }
+            }
+            Connector::MariaDb(_) => {
+                findings.push(Finding::new(
+                    "side.unreachable",
+                    &subject,
+                    "the mariadb connector is not available in this version",
+                    "use a sqlite or postgres side",
+                ));
+                None
+            }
+        };
+        writers.push((side.name.clone(), writer));
+    }
+
+    let plugins_dir =
+        match cap_std::fs::Dir::open_ambient_dir(&plan.plugins_dir, cap_std::ambient_authority()) {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                findings.push(Finding::new(
+                    "plugin.unreadable",
+                    "config",
+                    format!(
+                        "the plugins folder {} cannot be opened: {error}",
+                        plan.plugins_dir.display()
+                    ),
+                    "fix `plugins_dir` or create the folder",
+                ));
+                None
+            }
+        };
+    for map in plan.maps.iter().filter(|map| map.enabled) {
+        let subject = format!("map {}", map.name);
+        // The plugin: loads, takes its config, describes the tables the config names.
+        let descriptor = plugins_dir.as_ref().and_then(|dir| {
+            let plugin = match runtime.load(dir, &map.plugin) {
+                Ok(plugin) => plugin,
+                Err(error) => {
+                    findings.push(load_finding(&subject, &error));
+                    return None;
+                }
+            };
+            match plugin.start(&map.plugin_config_json(), Arc::new(NoLookups)) {
+                Ok(runner) => Some(runner.descriptor().clone()),
+                Err(error) => {
+                    findings.push(start_finding(&subject, &error));
+                    None
+                }
+            }
+        });
+        for role in [Side::Erp, Side::Crm] {
+            let endpoint = map.endpoint(role);
+            let fields: Option<Vec<String>> = descriptor.as_ref().map(|descriptor| {
+                let spec = descriptor.entity(role);
+                if spec.entity != endpoint.entity {
+                    findings.push(Finding::new(
+                        "map.entity",
+                        &subject,
+                        format!(
+                            "the plugin maps {} on the {role} side, the config says {}",
+                            spec.entity, endpoint.entity
+                        ),
+                        "name the plugin's table in the map's config, or use the plugin made for this table",
+                    ));
+                }
+                for key in &endpoint.key {
+                    if spec.id_of(key).is_none() {
+                        findings.push(Finding::new(
+                            "map.key_undeclared",
+                            &subject,
+                            format!(
+                                "key column {key} of {} is not a field the plugin declares",
+                                endpoint.entity
+                            ),
+                            "use the plugin's key fields in the map's `key` (dualwrite plugin check FILE lists them)",
+                        ));
+                    }
+                }
+                spec.fields.iter().map(|field| field.name.clone()).collect()
+            });
+            let Some((_, Some(writer))) =
+                writers.iter_mut().find(|(name, _)| *name == endpoint.side)
+            else {
+                continue;
+            };
+            let schema = match writer.table_schema(&endpoint.entity) {
+                Ok(schema) => schema,
+                Err(error) => {
+                    findings.push(side_finding(&format!("{subject}, {role} side"), &error));
+                    continue;
+                }
+            };
+            let fields = fields.unwrap_or_else(|| endpoint.key.clone());
+            if let Err(error) =
+                schema.check_map(&endpoint.key, &fields, map.flows_from(role.other()))
+            {
+                findings.push(side_finding(
+                    &format!("{subject}, {role} side"),
+                    &SideError::Schema(error),
+                ));
+            }
+        }
+    }
+    findings
+}
+
+/// The finding of a side's error.
+fn side_finding(subject: &str, error: &SideError) -> Finding {
+    let (code, fix) = match error {
+        SideError::Unavailable { .. } => (
+            "side.unreachable".to_owned(),
+            "start the database server or fix the side's path or url".to_owned(),
+        ),
+        SideError::Refused { code, .. } => (
+            (*code).to_owned(),
+            "the message says what the server needs".to_owned(),
+        ),
+        SideError::Schema(schema) => {
+            let (code, fix) = schema_code(schema);
+            (code.to_owned(), fix.to_owned())
+        }
+        SideError::Rejected { .. } | SideError::Unreadable { .. } => (
+            "side.unreachable".to_owned(),
+            "look at the database's own log".to_owned(),
+        ),
+    };
+    Finding::new(code, subject, error.to_string(), fix)
+}
+
+fn schema_code(error: &SchemaError) -> (&'static str, &'static str) {
+    match error {
+        SchemaError::MissingTable { .. } => (
+            "schema.table_missing",
+            "create the table, or fix the entity name in the map's config",
+        ),
+        SchemaError::MissingColumns { .. } => (
+            "schema.columns_missing",
+            "add the columns to the table, or map fewer fields",
+        ),
+        SchemaError::KeyNotUnique { .. } | SchemaError::EmptyKey { .. } => (
+            "schema.key_not_unique",
+            "declare a PRIMARY KEY or UNIQUE index on exactly the map's key columns",
+        ),
+        SchemaError::GeneratedColumn { .. } => (
+            "schema.generated_column",
+            "do not map the generated column to this side",
+        ),
+        SchemaError::Unsupported { .. } => (
+            "schema.unsupported",
+            "map a table (not a view) that the connector supports",
+        ),
+    }
+}
+
+fn load_finding(subject: &str, error: &LoadError) -> Finding {
+    let (code, fix) = match error {
+        LoadError::Read { .. } => (
+            "plugin.unreadable",
+            "put the plugin file into the plugins folder, or fix the map's `plugin`",
+        ),
+        LoadError::WrongWorld { .. } => (
+            "plugin.world",
+            "rebuild the plugin against this host's wit/table-map.wit",
+        ),
+        _ => (
+            "plugin.invalid",
+            "build the plugin as a component (dualwrite plugin check FILE says what is wrong)",
+        ),
+    };
+    Finding::new(code, subject, error.to_string(), fix)
+}
+
+fn start_finding(subject: &str, error: &StartError) -> Finding {
+    let (code, fix) = match error {
+        StartError::Config { .. } => (
+            "plugin.config",
+            "fix the map's [maps.NAME.config] at the path named",
+        ),
+        _ => (
+            "plugin.failed",
+            "run dualwrite plugin check FILE --config CONFIG.json to see the plugin fail",
+        ),
+    };
+    Finding::new(code, subject, error.to_string(), fix)
+}

@@ -1,0 +1,303 @@
+//! `dualwrite check` as a user runs it: the real binary over real SQLite files, the real
+//! PostgreSQL server and real plugin files. Every code it can report is triggered by a
+//! deployment with exactly that fault, and a sound deployment passes clean.
+
+use std::path::Path;
+use std::process::Command;
+
+use dualwrite_tests::{plugin_path, servers};
+use rusqlite::Connection;
+use serde_json::Value as Json;
+
+const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
+    DATAAREAID TEXT NOT NULL, CUSTOMERGROUPID TEXT NOT NULL, DESCRIPTION TEXT,
+    ISSALESTAXINCLUDEDINPRICE TEXT, PAYMENTTERMID TEXT, CLEARINGPERIODPAYMENTTERMNAME TEXT,
+    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))";
+
+const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
+    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
+    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
+    msdyn_clearingperiodpaymenttermname TEXT,
+    PRIMARY KEY (msdyn_company, msdyn_groupid))";
+
+/// A deployment folder: `erp.db` and `crm.db` with `erp_table` and `crm_table` (none
+/// when empty), a plugins folder with real plugins and a broken one.
+struct Deployment {
+    dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn new(erp_table: &str, crm_table: &str) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (file, table) in [("erp.db", erp_table), ("crm.db", crm_table)] {
+            let db = Connection::open(dir.path().join(file)).expect("create db");
+            if !table.is_empty() {
+                db.execute_batch(table).expect("schema");
+            }
+        }
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).expect("plugins folder");
+        for name in ["customer_groups", "other_world", "declarative"] {
+            std::fs::copy(plugin_path(name), plugins.join(format!("{name}.wasm")))
+                .expect("copy plugin");
+        }
+        std::fs::write(plugins.join("broken.wasm"), "this is not WebAssembly").expect("write");
+        Deployment { dir }
+    }
+
+    fn sound() -> Deployment {
+        Deployment::new(ERP_TABLE, CRM_TABLE)
+    }
+
+    /// Writes a config with the customer-groups map made of `map` lines (after its
+    /// header) and `extra` sections; runs `dualwrite check --json` on it.
+    fn check(&self, erp_side: &str, map: &str, extra: &str) -> (i32, Vec<Json>) {
+        let config = format!(
+            r#"
+data_dir = "state"
+plugins_dir = "plugins"
+
+[sides.erp]
+{erp_side}
+
+[sides.crm]
+connector = "sqlite"
+path = "crm.db"
+
+[maps.customer-groups]
+{map}
+conflict = {{ policy = "side-wins", winner = "erp" }}
+{extra}
+"#
+        );
+        let path = self.dir.path().join("dualwrite.toml");
+        std::fs::write(&path, config).expect("config");
+        let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+            .args(["check", "--json", "-c"])
+            .arg(&path)
+            .output()
+            .expect("run dualwrite check");
+        let answer: Json = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "check --json prints JSON ({error}): {}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        let findings = answer["findings"].as_array().expect("findings").clone();
+        assert_eq!(answer["ok"], findings.is_empty());
+        (output.status.code().expect("exit code"), findings)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+const SQLITE_ERP: &str = "connector = \"sqlite\"\npath = \"erp.db\"";
+
+const GROUPS: &str = r#"plugin = "customer_groups.wasm"
+erp = { side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }
+crm = { side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }"#;
+
+fn codes(findings: &[Json]) -> Vec<&str> {
+    findings
+        .iter()
+        .map(|finding| finding["code"].as_str().expect("code"))
+        .collect()
+}
+
+/// Asserts `findings` are exactly one finding of `code` whose message contains
+/// `mentions`, with a fix.
+fn only(findings: &[Json], code: &str, mentions: &str) {
+    assert_eq!(codes(findings), [code], "{findings:#?}");
+    let message = findings[0]["message"].as_str().expect("message");
+    assert!(
+        message.contains(mentions),
+        "{code}: {message:?} should mention {mentions:?}"
+    );
+    assert!(
+        findings[0]["fix"]
+            .as_str()
+            .is_some_and(|fix| !fix.is_empty()),
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn a_sound_deployment_passes_and_prints_so() {
+    let deployment = Deployment::sound();
+    let (code, findings) = deployment.check(SQLITE_ERP, GROUPS, "");
+    assert_eq!((code, findings.len()), (0, 0), "{findings:#?}");
+    let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["check", "-c"])
+        .arg(deployment.path().join("dualwrite.toml"))
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+    assert!(
+        !deployment.path().join("state").exists(),
+        "a check writes no state"
+    );
+}
+
+#[test]
+fn config_faults_have_their_codes() {
+    let deployment = Deployment::sound();
+    let (code, findings) = deployment.check(SQLITE_ERP, "plugin = 42", "");
+    assert_eq!(code, 1);
+    assert!(
+        codes(&findings)
+            .iter()
+            .all(|code| *code == "config.invalid")
+            && !findings.is_empty(),
+        "{findings:#?}"
+    );
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("dualwrite.toml:")),
+        "the file and line are named: {findings:#?}"
+    );
+
+    let cycle = format!(
+        "{GROUPS}\ndepends_on = [\"other\"]\n[maps.other]\n{}\ndepends_on = [\"customer-groups\"]\n",
+        GROUPS.replace("CustCustomerGroup\"", "CustCustomerGroup2\"")
+    );
+    let (_, findings) = deployment.check(SQLITE_ERP, &cycle, "");
+    assert!(
+        codes(&findings).contains(&"config.dependency_cycle"),
+        "{findings:#?}"
+    );
+
+    let disabled = format!(
+        "{GROUPS}\ndepends_on = [\"other\"]\n[maps.other]\nenabled = false\n{}\n",
+        GROUPS.replace("CustCustomerGroup\"", "CustCustomerGroup2\"")
+    );
+    let (_, findings) = deployment.check(SQLITE_ERP, &disabled, "");
+    assert!(
+        codes(&findings).contains(&"config.dependency_disabled"),
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn plugin_faults_have_their_codes() {
+    let deployment = Deployment::sound();
+    let with_plugin = |file: &str| GROUPS.replace("customer_groups.wasm", file);
+
+    // The config is checked before the file, so a missing file is a config error; a
+    // file that goes missing later is plugin.unreadable (the engine's message).
+    let (_, findings) = deployment.check(SQLITE_ERP, &with_plugin("missing.wasm"), "");
+    assert!(!findings.is_empty(), "{findings:#?}");
+    assert!(
+        findings[0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("missing.wasm")),
+        "{findings:#?}"
+    );
+
+    let (_, findings) = deployment.check(SQLITE_ERP, &with_plugin("broken.wasm"), "");
+    only(&findings, "plugin.invalid", "broken.wasm");
+
+    let (_, findings) = deployment.check(SQLITE_ERP, &with_plugin("other_world.wasm"), "");
+    only(&findings, "plugin.world", "other_world.wasm");
+
+    let (_, findings) = deployment.check(
+        SQLITE_ERP,
+        &with_plugin("declarative.wasm"),
+        "[maps.customer-groups.config]\nlines = \"not a list\"\n",
+    );
+    only(&findings, "plugin.config", "declarative.wasm");
+}
+
+#[test]
+fn map_and_table_faults_have_their_codes() {
+    // The config names another ERP table than the plugin maps (which exists too).
+    let deployment = Deployment::new(
+        &format!(
+            "{ERP_TABLE}; {}",
+            ERP_TABLE.replace("CustCustomerGroup ", "Groups ")
+        ),
+        CRM_TABLE,
+    );
+    let (_, findings) = deployment.check(
+        SQLITE_ERP,
+        &GROUPS.replace("entity = \"CustCustomerGroup\"", "entity = \"Groups\""),
+        "",
+    );
+    only(&findings, "map.entity", "CustCustomerGroup");
+
+    let (_, findings) = deployment.check(
+        SQLITE_ERP,
+        &GROUPS.replace(
+            "key = [\"DATAAREAID\", \"CUSTOMERGROUPID\"]",
+            "key = [\"DATAAREAID\", \"NOSUCHFIELD\"]",
+        ),
+        "",
+    );
+    assert!(
+        codes(&findings).contains(&"map.key_undeclared"),
+        "{findings:#?}"
+    );
+
+    let no_crm_table = Deployment::new(ERP_TABLE, "");
+    let (_, findings) = no_crm_table.check(SQLITE_ERP, GROUPS, "");
+    only(&findings, "schema.table_missing", "msdyn_customergroups");
+
+    let fewer_columns = Deployment::new(
+        ERP_TABLE,
+        &CRM_TABLE.replace("msdyn_clearingperiodpaymenttermname TEXT,", ""),
+    );
+    let (_, findings) = fewer_columns.check(SQLITE_ERP, GROUPS, "");
+    only(
+        &findings,
+        "schema.columns_missing",
+        "msdyn_clearingperiodpaymenttermname",
+    );
+
+    let no_key = Deployment::new(
+        &ERP_TABLE.replace(",\n    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))", ")"),
+        CRM_TABLE,
+    );
+    let (_, findings) = no_key.check(SQLITE_ERP, GROUPS, "");
+    only(&findings, "schema.key_not_unique", "CustCustomerGroup");
+}
+
+#[test]
+fn side_faults_have_their_codes() {
+    let deployment = Deployment::sound();
+    std::fs::remove_file(deployment.path().join("erp.db")).expect("remove");
+    let (_, findings) = deployment.check(SQLITE_ERP, GROUPS, "");
+    only(&findings, "side.unreachable", "erp.db");
+
+    // PostgreSQL: nothing listens on the port; a role that does not exist; a role that
+    // may log in but not replicate.
+    let refused = "connector = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:1/test\"";
+    let (_, findings) = deployment.check(refused, GROUPS, "");
+    only(&findings, "side.unreachable", "127.0.0.1:1");
+
+    let database = servers::PgDatabase::create("check_cli");
+    let url_for = |user: &str| {
+        format!(
+            "connector = \"postgres\"\nurl = \"{}\"",
+            database
+                .url
+                .replacen("postgres://postgres@", &format!("postgres://{user}@"), 1)
+        )
+    };
+    let (_, findings) = deployment.check(&url_for("no_such_role_dw"), GROUPS, "");
+    only(&findings, "pg.bad_credentials", "no_such_role_dw");
+
+    database
+        .client()
+        .batch_execute("DROP ROLE IF EXISTS dw_check_norepl; CREATE ROLE dw_check_norepl LOGIN")
+        .expect("create role");
+    let (_, findings) = deployment.check(&url_for("dw_check_norepl"), GROUPS, "");
+    only(&findings, "pg.missing_privilege", "REPLICATION");
+    database
+        .client()
+        .batch_execute("DROP ROLE dw_check_norepl")
+        .expect("drop role");
+}
