@@ -28,6 +28,7 @@
 
 mod encoding;
 mod error;
+mod map_config;
 mod schema;
 mod sqlite;
 mod types;
@@ -38,6 +39,7 @@ mod tests;
 use chrono::{DateTime, Utc};
 
 pub use error::StateError;
+pub use map_config::{MapConfigRecord, NewMapConfig};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{Durability, STATE_FILE, SqliteOptions, SqliteStateStore};
 pub use types::{
@@ -138,6 +140,22 @@ pub trait StateStore: Send + Sync {
             what: "activity retention".to_owned(),
             detail: "this state store cannot prune its activity log".to_owned(),
         })
+    }
+
+    /// Records a plugin version and config of a map (see `map_config.rs`); returns the
+    /// record's id. Stores that keep no history say so.
+    fn record_map_config(&self, record: &NewMapConfig) -> Result<u64, StateError> {
+        let _ = record;
+        Err(StateError::Invalid {
+            what: "a map's plugin config".to_owned(),
+            detail: "this state store keeps no plugin config history".to_owned(),
+        })
+    }
+
+    /// The recorded plugin versions and configs of `map`, oldest first.
+    fn map_configs(&self, map: &str) -> Result<Vec<MapConfigRecord>, StateError> {
+        let _ = map;
+        Ok(Vec::new())
     }
 
     /// Saves a checkpoint on its own.
