@@ -24,6 +24,7 @@ mod lookups;
 mod process;
 mod resolve;
 mod retry;
+mod swap;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +51,7 @@ pub use initial::InitialSyncStatus;
 pub use inspect::{PluginStatus, RetryOutcome};
 use lookups::{EngineLookups, EntityLocation};
 pub use process::MapCounters;
+pub use swap::{PluginSwap, SwapError, SwapReport, config_hash};
 
 /// Most rounds of up to 1,000 queued changes one map drains in one step.
 const MAX_QUEUE_ROUNDS_PER_STEP: usize = 20;
@@ -129,6 +131,10 @@ pub(crate) struct MapRun {
     /// Changes in the map's durable queue. While any wait there, new changes queue
     /// behind them, so a row's changes are applied in commit order.
     pub(crate) queued: u64,
+    /// The deployment file's plugin config of the map, as JSON text (see `swap.rs`).
+    pub(crate) file_config: String,
+    /// Plugins the map ran before a swap, for a rollback (see `swap.rs`).
+    pub(crate) retired_plugins: Vec<crate::plugin::LoadedPlugin>,
 }
 
 /// The sync engine of one deployment.
@@ -274,9 +280,22 @@ impl Engine {
                 other => other,
             };
             let queued = store.queue_depth(&map.name)?;
-            maps.push(MapRun {
-                plan: map.clone(),
+            let file_config = map.plugin_config_json();
+            // A config changed at runtime (admin API) outlives a restart.
+            let (plan, runner) = swap::restore(
+                store.as_ref(),
+                runtime,
+                &plugins_dir,
+                map,
                 runner,
+                &mut sides,
+            )
+            .with_context(|| format!("map {}", map.name))?;
+            maps.push(MapRun {
+                plan,
+                runner,
+                file_config,
+                retired_plugins: Vec::new(),
                 mode,
                 counters: MapCounters::default(),
                 first_retry: options.first_retry,
