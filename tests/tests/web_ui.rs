@@ -53,7 +53,7 @@ path = "crm.db"
 plugin = "declarative.wasm"
 erp = { side = "erp", entity = "CompanyInfo", key = ["DATAAREA"] }
 crm = { side = "crm", entity = "cdm_companies", key = ["cdm_companycode"] }
-conflict = { policy = "side-wins", winner = "erp" }
+conflict = { policy = "manual" }
 
 [maps.companies.config]
 name = "companies"
@@ -224,6 +224,30 @@ impl Running {
         }
     }
 
+    /// Waits (generously) until the CRM's company `code` is named `name`.
+    fn await_crm_company(&self, code: &str, name: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let found: Option<String> = self
+                .db("crm.db")
+                .query_row(
+                    "SELECT cdm_name FROM cdm_companies WHERE cdm_companycode = ?1",
+                    [code],
+                    |row| row.get(0),
+                )
+                .ok();
+            if found.as_deref() == Some(name) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the CRM's company {code} is named {found:?}, not {name}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Carries out one step the browser script asks for.
     fn step(&self, name: &str, args: &[&str]) -> Result<(), String> {
         match name {
@@ -259,6 +283,28 @@ impl Running {
                 self.insert_groups(&[(args[0], "refused")]);
                 Ok(())
             }
+            "company-insert" => {
+                self.db("erp.db")
+                    .execute("INSERT INTO CompanyInfo VALUES (?1, 'Contoso')", [args[0]])
+                    .map_err(|error| error.to_string())?;
+                self.await_crm_company(args[0], "Contoso")
+            }
+            "company-conflict" => {
+                self.db("erp.db")
+                    .execute(
+                        "UPDATE CompanyInfo SET NAME = 'ERP edit' WHERE DATAAREA = ?1",
+                        [args[0]],
+                    )
+                    .map_err(|error| error.to_string())?;
+                self.db("crm.db")
+                    .execute(
+                        "UPDATE cdm_companies SET cdm_name = 'CRM edit' WHERE cdm_companycode = ?1",
+                        [args[0]],
+                    )
+                    .map_err(|error| error.to_string())?;
+                Ok(())
+            }
+            "crm-company-name" => self.await_crm_company(args[0], &args[1..].join(" ")),
             "fix-failure" => self
                 .db("crm.db")
                 .execute_batch("DROP TRIGGER refuse_groups")
@@ -346,6 +392,8 @@ fn the_web_ui_in_a_real_browser() {
         "filter-effect",
         "make-failure",
         "fix-failure",
+        "company-conflict",
+        "crm-company-name",
     ] {
         assert!(steps.iter().any(|step| step == needed), "no {needed} step");
     }

@@ -154,6 +154,39 @@ try {
   await expectText(page.locator('table[aria-label="Plugins"] td'), 'declarative');
   await shot('11-plugins');
 
+  // ---- a conflict (both sides edited while paused) is parked; shown side by side and
+  // resolved by picking a side.
+  await step('company-insert', 'C1');
+  await page.getByRole('link', { name: 'Maps' }).click();
+  await page.getByRole('button', { name: 'Pause companies' }).click();
+  await row('companies').locator('.badge.paused').waitFor();
+  await step('company-conflict', 'C1');
+  await page.waitForFunction(() => {
+    const cell = document.querySelector('tr[data-map="companies"] td:nth-child(8)');
+    return cell && Number(cell.textContent.replace(/,/g, '')) >= 2;
+  });
+  await page.getByLabel('How companies resumes').selectOption('catch-up');
+  await page.getByRole('button', { name: 'Resume companies' }).click();
+  await row('companies').locator('.badge.running').waitFor();
+  await page.getByRole('link', { name: 'Errors' }).click();
+  const conflictRow = page.locator('table[aria-label="Errors"] tr', { hasText: '"C1"' }).first();
+  await conflictRow.waitFor();
+  await conflictRow.getByRole('link', { name: 'Resolve…' }).click();
+  await page.getByRole('heading', { name: 'Conflict: base and both sides' }).waitFor();
+  await expectText(page.locator('[aria-label="Conflict images"] td'), 'ERP edit');
+  await expectText(page.locator('[aria-label="Conflict images"] td'), 'CRM edit');
+  await shot('12-conflict');
+  await page.getByRole('button', { name: 'ERP wins' }).click();
+  await expectText(page.locator('#toast div'), 'ERP row wins');
+  await step('crm-company-name', 'C1', 'ERP edit');
+
+  // ---- an initial sync started by clicking shows its progress.
+  await page.getByRole('link', { name: 'Maps' }).click();
+  await page.getByRole('button', { name: 'Initial sync of customer-groups' }).click();
+  await row('customer-groups').locator('progress').first().waitFor();
+  await expectText(row('customer-groups').locator('td'), '✓');
+  await shot('13-initial-sync');
+
   // ---- log out: the API no longer answers the page.
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('Admin API token').waitFor();
