@@ -25,6 +25,12 @@
 //! | `GET, POST /api/v1/subscribers`; `DELETE /api/v1/subscribers/{name}` | webhook subscribers (secrets write-only) |
 //! | `GET /api/v1/subscribers/{name}/deliveries` | a subscriber's delivery log |
 //! | `GET /api/v1/plugins` | each map's plugin, version and content hash |
+//! | `GET, PUT /api/v1/maps/{map}/config`; `POST .../config/rollback` | what a map runs; its plugin config changed at runtime (`config_routes.rs`) |
+//! | `GET /api/v1/graph`, `GET /api/v1/activity/latest` | the map dependency graph; the newest activity (`config_routes.rs`) |
+//! | `GET /api/v1/events` | the live state as server-sent events (`events.rs`) |
+//! | `GET /`, `GET /ui/...`, `POST /ui/login`, `/ui/logout` | the web UI and its login, public (`ui/`, `session.rs`) |
+//!
+//! The API also accepts the web UI's session cookie in place of the token (`session.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -170,6 +170,7 @@ export async function activityView() {
   const key = h('input', { id: 'activity-key', name: 'key', placeholder: '["USMF","C-1"]', value: query.get('key') || '', size: 24 });
   const results = h('div');
   const problem = h('p', { class: 'error-text', role: 'alert' });
+  const follow = h('input', { type: 'checkbox', id: 'activity-follow', checked: query.get('follow') !== '0' });
   const params = () => {
     const p = new URLSearchParams();
     for (const [name, input] of [['map', map], ['kind', kind], ['since', since], ['until', until], ['side', side], ['key', key]]) {
@@ -191,10 +192,10 @@ export async function activityView() {
         results.replaceChildren(h('p', { class: 'muted' }, `${answer.activity.length} entries, oldest first${answer.activity.length === 500 ? ' (first 500; narrow the time)' : ''}`),
           activityTable(answer.activity, 'Activity'));
       } else {
-        p.set('limit', '200');
+        p.set('limit', '100');
         const refresh = async () => {
           const answer = await api('GET', `/api/v1/activity/latest?${p}`);
-          results.replaceChildren(h('p', { class: 'muted' }, `The newest ${answer.activity.length} entries, newest first; follows the engine live.`),
+          results.replaceChildren(h('p', { class: 'muted' }, `The newest ${answer.activity.length} entries, newest first${follow.checked ? '; follows the engine live' : ''}.`),
             activityTable(answer.activity, 'Activity'));
         };
         await refresh();
@@ -202,7 +203,7 @@ export async function activityView() {
         let lastSeen = JSON.stringify(live.state?.maps?.map((m) => m.counters));
         stop = live.follow(async (state) => {
           const seen = JSON.stringify(state.maps.map((m) => m.counters));
-          if (busy || seen === lastSeen) return;
+          if (busy || seen === lastSeen || !follow.checked) return;
           lastSeen = seen;
           busy = true;
           try { await refresh(); } catch { /* shown on the next load */ } finally { busy = false; }
@@ -222,6 +223,7 @@ export async function activityView() {
   }, h('div', { class: 'form-row' },
     field('map', 'Map', map), field('kind', 'Kind', kind), field('since', 'Since', since),
     field('until', 'Until', until), field('side', 'Key side', side), field('key', 'Key (JSON array)', key),
+    h('label', { for: 'activity-follow' }, 'Follow live', follow),
     h('button', { type: 'submit', class: 'primary' }, 'Show'),
     h('button', {
       type: 'button',
@@ -272,7 +274,7 @@ export async function historyView() {
 
 // ---- errors ----
 
-function errorTable(errors, refresh) {
+function errorTable(errors, refresh, onDetailPage = false) {
   return h('div', { class: 'table-wrap' }, h('table', { 'aria-label': 'Errors' },
     h('thead', {}, h('tr', {}, h('th', {}, 'Id'), h('th', {}, 'Map'), h('th', {}, 'Class'), h('th', {}, 'Change'),
       h('th', {}, 'Message'), h('th', { class: 'num' }, 'Attempts'), h('th', {}, 'Next retry'), h('th', {}, 'Actions'))),
@@ -307,7 +309,7 @@ function errorTable(errors, refresh) {
               if (await attempt(() => api('POST', `/api/v1/errors/${error.id}/skip`, { reason: reason.value }), `error #${error.id} skipped`) && refresh) refresh();
             },
           }, 'Skip'),
-          error.conflict ? h('a', { href: `#/errors/${error.id}` }, 'Resolve…') : '')
+          error.conflict && !onDetailPage ? h('a', { href: `#/errors/${error.id}` }, 'Resolve…') : '')
           : `${error.resolution.kind} by ${error.resolution.by}`));
     }))));
 }
@@ -367,7 +369,7 @@ export async function errorDetailView(id) {
     h('div', { class: 'card' },
       h('p', {}, h('strong', {}, error.class), ` — ${error.message}`),
       h('p', { class: 'muted' }, `attempts ${error.attempts}; first ${fmtTime(error.first_at)}; last ${fmtTime(error.last_attempt_at)}; next retry ${fmtTime(error.next_retry)}`),
-      error.resolution ? h('p', {}, `Resolved: ${error.resolution.kind} by ${error.resolution.by}${error.resolution.reason ? ` (${error.resolution.reason})` : ''}`) : errorTable([error], reload),
+      error.resolution ? h('p', {}, `Resolved: ${error.resolution.kind} by ${error.resolution.by}${error.resolution.reason ? ` (${error.resolution.reason})` : ''}`) : errorTable([error], reload, true),
       h('p', {}, keyLink(error.map, error.change.side, error.change.key), ' (the row’s history)')),
     h('h2', {}, `The change (${error.change.op} from ${error.change.side})`),
     h('div', { class: 'card' }, imageTable(error.change.before, error.change.after, 'before', 'after')),
