@@ -107,6 +107,13 @@ try {
   await expectText(page.locator('code'), 'DESCRIPTION != "internal"');
   await shot('07-map-filter-applied');
   await step('filter-effect', 'G3', 'G4');
+  // Roll back to the config file's (no filter), then forward again by history.
+  await page.getByRole('button', { name: 'Roll back to the previous config' }).click();
+  await expectText(page.locator('#toast div'), 'rolled back');
+  await expectText(page.locator('table[aria-label="Config history"] td'), 'rollback to the config file');
+  await expectText(page.locator('p'), 'ERP: none');
+  await page.getByRole('button', { name: 'Roll back customer-groups to config 1' }).click();
+  await expectText(page.locator('code'), 'DESCRIPTION != "internal"');
   // The dashboard counts the filtered change; the activity log has the config change.
   await page.getByRole('link', { name: 'Maps' }).click();
   await page.waitForFunction(() => {
@@ -149,7 +156,23 @@ try {
   await page.getByLabel('pause', { exact: true }).check();
   await page.getByRole('button', { name: 'Save rule' }).click();
   await expectText(page.locator('table[aria-label="Alert rules"] td'), 'app-errors');
+  await page.getByRole('button', { name: 'Edit alert rule app-errors' }).click();
+  await page.locator('#edit-rule-count').fill('5');
+  await page.locator('form[aria-label="Edit alert rule app-errors"]').getByRole('button', { name: 'Save rule' }).click();
+  await expectText(page.locator('table[aria-label="Alert rules"] td'), '5 in 15m');
+  await page.locator('#subscriber-name').fill('ops-hook');
+  await page.locator('#subscriber-url').fill('http://127.0.0.1:9/hook');
+  await page.locator('#subscriber-secret').fill('a-signing-secret-0123456789');
+  await page.getByRole('button', { name: 'Save subscriber' }).click();
+  await expectText(page.locator('table[aria-label="Subscribers"] td'), 'ops-hook');
+  if ((await page.content()).includes('a-signing-secret-0123456789')) throw new Error('a subscriber secret is in the page');
   await shot('10-alerts');
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Delete subscriber ops-hook' }).click();
+  await page.locator('table[aria-label="Subscribers"] td', { hasText: 'ops-hook' }).waitFor({ state: 'detached' });
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Delete alert rule app-errors' }).click();
+  await page.locator('table[aria-label="Alert rules"] td', { hasText: 'app-errors' }).waitFor({ state: 'detached' });
   await page.getByRole('link', { name: 'Plugins' }).click();
   await expectText(page.locator('table[aria-label="Plugins"] td'), 'declarative');
   await shot('11-plugins');

@@ -406,7 +406,8 @@ const CLASSES = ['plugin-rejected', 'plugin-trapped', 'target-rejected', 'target
 function ruleForm(rule, onSaved) {
   const editing = Boolean(rule);
   rule = rule || { name: '', when: 'errors', actions: ['notify'] };
-  const id = (name) => `rule-${name}`;
+  // The edit form and the new-rule form are on the page together: ids must differ.
+  const id = (name) => `${editing ? 'edit-rule' : 'rule'}-${name}`;
   const name = h('input', { id: id('name'), value: rule.name, required: true, disabled: editing, size: 16 });
   const map = h('select', { id: id('map') }, mapOptions(rule.map, 'every map'));
   const when = h('select', { id: id('when') }, WHEN.map((w) => h('option', { value: w, selected: w === rule.when }, w)));
