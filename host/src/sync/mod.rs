@@ -16,6 +16,9 @@
 //! that cannot be reached is skipped with exponential backoff and jitter; its changes
 //! stay in its change log (or, for writes to it, unacknowledged on the source) until it
 //! returns, so nothing is lost.
+//!
+//! A map's plugin or config is changed between steps by [`Engine::swap_plugin`]
+//! (`swap.rs`): validated on a fresh instance, recorded, kept over a restart.
 
 mod initial;
 mod inspect;
