@@ -100,6 +100,18 @@ try {
   await expectText(page.locator('#config-problem'), 'filters/erp');
   if ((await page.getByLabel('ERP filter').getAttribute('aria-invalid')) !== 'true') throw new Error('the bad filter is not marked');
   await shot('06-map-filter-refused');
+  await page.getByLabel('ERP filter').fill('');
+  // A default the target's kind cannot hold is refused naming the line's default.
+  await page.locator('#line-3-default').fill('"notabool"');
+  await page.getByRole('button', { name: 'Apply', exact: true }).click();
+  await expectText(page.locator('#config-problem'), 'fields/3/default');
+  if ((await page.locator('#line-3-default').getAttribute('aria-invalid')) !== 'true') throw new Error('the bad default is not marked');
+  await page.locator('#line-3-default').fill('');
+  // A direction and a default: in force, shown in the mappings the plugin describes.
+  await page.locator('#line-2-direction').selectOption('to-crm');
+  await page.locator('#line-2-default').fill('"n/a"');
+  await page.getByRole('button', { name: 'Apply', exact: true }).click();
+  await expectText(page.locator('table[aria-label="Field mappings"] tr', { hasText: 'DESCRIPTION' }), 'to-crm');
   await page.getByLabel('ERP filter').fill('DESCRIPTION != "internal"');
   await page.getByLabel('Reason', { exact: true }).fill('keep internal groups out of the CRM');
   await page.getByRole('button', { name: 'Apply', exact: true }).click();
@@ -110,9 +122,9 @@ try {
   // Roll back to the config file's (no filter), then forward again by history.
   await page.getByRole('button', { name: 'Roll back to the previous config' }).click();
   await expectText(page.locator('#toast div'), 'rolled back');
-  await expectText(page.locator('table[aria-label="Config history"] td'), 'rollback to the config file');
+  await expectText(page.locator('table[aria-label="Config history"] td'), 'rollback to #1');
   await expectText(page.locator('p'), 'ERP: none');
-  await page.getByRole('button', { name: 'Roll back customer-groups to config 1' }).click();
+  await page.getByRole('button', { name: 'Roll back customer-groups to config 2' }).click();
   await expectText(page.locator('code'), 'DESCRIPTION != "internal"');
   // The dashboard counts the filtered change; the activity log has the config change.
   await page.getByRole('link', { name: 'Maps' }).click();
