@@ -142,10 +142,15 @@ pub trait StateStore: Send + Sync {
         })
     }
 
-    /// Records a plugin version and config of a map (see `map_config.rs`); returns the
-    /// record's id. Stores that keep no history say so.
-    fn record_map_config(&self, record: &NewMapConfig) -> Result<u64, StateError> {
-        let _ = record;
+    /// Records a plugin version and config of a map (see `map_config.rs`) and, in the
+    /// same transaction, the batch `with` makes from the new record's id (its activity
+    /// entry); returns the id. Stores that keep no history say so.
+    fn record_map_config(
+        &self,
+        record: &NewMapConfig,
+        with: &dyn Fn(u64) -> BatchCommit,
+    ) -> Result<u64, StateError> {
+        let _ = (record, with);
         Err(StateError::Invalid {
             what: "a map's plugin config".to_owned(),
             detail: "this state store keeps no plugin config history".to_owned(),

@@ -1137,8 +1137,12 @@ fn apply_batch(
 }
 
 impl StateStore for SqliteStateStore {
-    fn record_map_config(&self, record: &super::NewMapConfig) -> Result<u64, StateError> {
-        self.insert_map_config(record)
+    fn record_map_config(
+        &self,
+        record: &super::NewMapConfig,
+        with: &dyn Fn(u64) -> BatchCommit,
+    ) -> Result<u64, StateError> {
+        self.insert_map_config(record, with)
     }
 
     fn map_configs(&self, map: &str) -> Result<Vec<super::MapConfigRecord>, StateError> {

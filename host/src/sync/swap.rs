@@ -103,53 +103,57 @@ impl Engine {
         );
         let after = (runner.descriptor().version.clone(), plugin.hash().hex());
         let base_config_hash = config_hash(&self.maps[index].file_config);
-        let record_id = self.store.record_map_config(&NewMapConfig {
-            map: map.to_owned(),
-            plugin_file: plugin.file().to_owned(),
-            plugin_hash: after.1.clone(),
-            plugin_version: after.0.clone(),
-            config: plan.plugin_config_json(),
-            base_config_hash,
-            by: swap.by.clone(),
-            reason: swap.reason.clone(),
-        })?;
         let what = match (swap.plugin.is_some(), swap.config.is_some()) {
             (true, true) => "plugin and config",
             (true, false) => "plugin",
             _ => "config",
         };
-        let mut entry = ActivityEntry::new(
-            Some(map),
-            ActivityKind::PluginVersion,
-            format!(
-                "{}: {what} changed ({} {} -> {} {}){}",
-                swap.by,
-                plugin.file(),
-                before.0,
-                after.0,
-                if before.1 == after.1 {
-                    String::new()
-                } else {
-                    format!(", hash {} -> {}", &before.1[..12], &after.1[..12])
-                },
-                if swap.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", swap.reason)
-                }
-            ),
+        let message = format!(
+            "{}: {what} changed ({} {} -> {} {}){}",
+            swap.by,
+            plugin.file(),
+            before.0,
+            after.0,
+            if before.1 == after.1 {
+                String::new()
+            } else {
+                format!(", hash {} -> {}", &before.1[..12], &after.1[..12])
+            },
+            if swap.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", swap.reason)
+            }
         );
-        entry.plugin_version = Some(plugin.hash().short());
-        entry.detail = Some(serde_json::json!({
-            "record": record_id,
-            "changed": what,
-            "from": {"version": before.0, "hash": before.1},
-            "to": {"version": after.0, "hash": after.1, "file": plugin.file()},
-        }));
-        self.commit(&BatchCommit {
-            activity: vec![entry],
-            ..BatchCommit::default()
-        })?;
+        // The record and its activity entry commit together.
+        let activity = |record_id: u64| {
+            let mut entry =
+                ActivityEntry::new(Some(map), ActivityKind::PluginVersion, message.clone());
+            entry.plugin_version = Some(plugin.hash().short());
+            entry.detail = Some(serde_json::json!({
+                "record": record_id,
+                "changed": what,
+                "from": {"version": before.0, "hash": before.1},
+                "to": {"version": after.0, "hash": after.1, "file": plugin.file()},
+            }));
+            BatchCommit {
+                activity: vec![entry],
+                ..BatchCommit::default()
+            }
+        };
+        let record_id = self.store.record_map_config(
+            &NewMapConfig {
+                map: map.to_owned(),
+                plugin_file: plugin.file().to_owned(),
+                plugin_hash: after.1.clone(),
+                plugin_version: after.0.clone(),
+                config: plan.plugin_config_json(),
+                base_config_hash,
+                by: swap.by.clone(),
+                reason: swap.reason.clone(),
+            },
+            &activity,
+        )?;
         tracing::info!(map, what, by = %swap.by, "map plugin swapped");
         let run = &mut self.maps[index];
         let retired = std::mem::replace(&mut run.runner, runner);

@@ -1,34 +1,48 @@
 //! The SQLite side of the plugin and config history (`map_configs` table).
 
+use rusqlite::TransactionBehavior;
+
 use super::super::map_config::{MapConfigRecord, NewMapConfig};
-use super::{RowReader, SqliteStateStore, collect, now_ms};
+use super::{RowReader, SqliteStateStore, apply_batch, collect, now_ms};
+use crate::state::BatchCommit;
 use crate::state::error::{SqliteContext, StateError};
 
 impl SqliteStateStore {
-    pub(super) fn insert_map_config(&self, record: &NewMapConfig) -> Result<u64, StateError> {
+    pub(super) fn insert_map_config(
+        &self,
+        record: &NewMapConfig,
+        with: &dyn Fn(u64) -> BatchCommit,
+    ) -> Result<u64, StateError> {
         const OPERATION: &str = "recording a map's plugin config";
-        let inner = self.inner();
+        let at = now_ms();
+        let mut guard = self.inner();
+        let inner = &mut *guard;
         let map_id = inner.maps.id(&record.map)?;
-        inner
+        let tx = inner
             .conn
-            .prepare_cached(
-                "INSERT INTO map_configs (map_id, at, plugin_file, plugin_hash, plugin_version, \
-                 config, base_config_hash, by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )
-            .during(OPERATION)?
-            .execute((
-                map_id,
-                now_ms(),
-                &record.plugin_file,
-                &record.plugin_hash,
-                &record.plugin_version,
-                &record.config,
-                &record.base_config_hash,
-                &record.by,
-                &record.reason,
-            ))
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .during(OPERATION)?;
-        Ok(inner.conn.last_insert_rowid() as u64)
+        tx.prepare_cached(
+            "INSERT INTO map_configs (map_id, at, plugin_file, plugin_hash, plugin_version, \
+             config, base_config_hash, by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .during(OPERATION)?
+        .execute((
+            map_id,
+            at,
+            &record.plugin_file,
+            &record.plugin_hash,
+            &record.plugin_version,
+            &record.config,
+            &record.base_config_hash,
+            &record.by,
+            &record.reason,
+        ))
+        .during(OPERATION)?;
+        let id = tx.last_insert_rowid() as u64;
+        apply_batch(&tx, &inner.maps, &with(id), at)?;
+        tx.commit().during(OPERATION)?;
+        Ok(id)
     }
 
     pub(super) fn read_map_configs(&self, map: &str) -> Result<Vec<MapConfigRecord>, StateError> {
@@ -66,7 +80,10 @@ impl SqliteStateStore {
 mod tests {
     use tempfile::TempDir;
 
-    use crate::state::{MapEntities, NewMapConfig, SqliteStateStore, StateError, StateStore};
+    use crate::state::{
+        ActivityEntry, ActivityKind, ActivityQuery, BatchCommit, MapEntities, NewMapConfig,
+        SqliteStateStore, StateError, StateStore,
+    };
 
     fn record(map: &str, config: &str) -> NewMapConfig {
         NewMapConfig {
@@ -96,17 +113,25 @@ mod tests {
                     .expect("registered");
             }
             let first = store
-                .record_map_config(&record("a", "{}"))
+                .record_map_config(&record("a", "{}"), &|_| BatchCommit::default())
                 .expect("recorded");
             store
-                .record_map_config(&record("b", r#"{"x":1}"#))
+                .record_map_config(&record("b", r#"{"x":1}"#), &|_| BatchCommit::default())
                 .expect("recorded");
+            // The batch made from the new id commits with the record.
             let third = store
-                .record_map_config(&record("a", r#"{"y":2}"#))
+                .record_map_config(&record("a", r#"{"y":2}"#), &|id| BatchCommit {
+                    activity: vec![ActivityEntry::new(
+                        Some("a"),
+                        ActivityKind::PluginVersion,
+                        format!("config #{id}"),
+                    )],
+                    ..BatchCommit::default()
+                })
                 .expect("recorded");
             assert!(third > first);
             assert!(matches!(
-                store.record_map_config(&record("nope", "{}")),
+                store.record_map_config(&record("nope", "{}"), &|_| BatchCommit::default()),
                 Err(StateError::UnknownMap { .. })
             ));
         }
@@ -120,5 +145,13 @@ mod tests {
         );
         assert_eq!(a[0].record, record("a", "{}"));
         assert_eq!(store.map_configs("b").expect("history").len(), 1);
+        let activity = store
+            .activity(&ActivityQuery {
+                kind: Some(ActivityKind::PluginVersion),
+                ..ActivityQuery::default()
+            })
+            .expect("activity");
+        assert_eq!(activity.len(), 1);
+        assert_eq!(activity[0].entry.message, format!("config #{}", a[1].id));
     }
 }
