@@ -109,7 +109,12 @@ impl Running {
 
     /// Starts (again) on the databases and state in `dir`.
     fn start_in(dir: Arc<tempfile::TempDir>) -> Running {
-        let text = CONFIG.replace("PLUGINS", &plugins_dir().display().to_string());
+        Running::start_with_config(dir, CONFIG)
+    }
+
+    /// Starts (again) on `dir` with the deployment config `config`.
+    fn start_with_config(dir: Arc<tempfile::TempDir>, config: &str) -> Running {
+        let text = config.replace("PLUGINS", &plugins_dir().display().to_string());
         let plan = config::parse(&text, "web-ui.toml", dir.path()).expect("valid config");
         let shutdown = Arc::new(AtomicBool::new(false));
         let (address_sender, address) = mpsc::channel();
@@ -658,6 +663,33 @@ fn session_events_and_runtime_config() {
             .body(r#"{"to": 999}"#),
     );
     assert_eq!(status, 404, "{none}");
+
+    // A runtime change holds over a restart only while the config file's config of the
+    // map is the one it was made against: edited in the file, the file wins.
+    let (status, _, applied) = call(
+        &client,
+        client
+            .put(&config_url)
+            .header("Authorization", &bearer)
+            .body(serde_json::json!({"config": config, "reason": "again"}).to_string()),
+    );
+    assert_eq!(status, 200, "{applied}");
+    let dir = running.stop();
+    let edited = CONFIG.replace(
+        "name = \"customer-groups\"\n",
+        "name = \"customer-groups\"\nsummary = \"edited in the file\"\n",
+    );
+    assert_ne!(edited, CONFIG);
+    let running = Running::start_with_config(dir, &edited);
+    let config_url = at(&running, "/api/v1/maps/customer-groups/config");
+    let (_, _, after) = call(
+        &client,
+        client.get(&config_url).header("Authorization", &bearer),
+    );
+    assert_eq!(after["config_source"], "file", "{after}");
+    assert_eq!(after["config"]["summary"], "edited in the file");
+    assert!(after["config"].get("filters").is_none(), "{after}");
+    assert_eq!(after["history"].as_array().expect("history").len(), 3);
 }
 
 /// The demo (what a new user starts) carries a declarative map the web UI can edit:
