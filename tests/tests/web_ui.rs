@@ -448,6 +448,16 @@ fn session_events_and_runtime_config() {
         call(&client, client.get(at(&running, "/api/v1/maps"))).0,
         401
     );
+    // `/` and `/ui` lead to the page.
+    for path in ["/", "/ui"] {
+        let (status, _, page) = call(&client, client.get(at(&running, path)));
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            page.as_str()
+                .expect("html")
+                .contains("<title>dualwrite</title>")
+        );
+    }
 
     // Login: needs the UI header, refuses another token, sets an HttpOnly cookie.
     let login = |token: &str, header: bool| {

@@ -151,6 +151,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/activity/latest",
     "GET /api/v1/events",
     "GET /",
+    "GET /ui",
     "GET /ui/",
     "GET /ui/{asset}",
     "POST /ui/login",
@@ -161,6 +162,7 @@ pub const ROUTES: &[&str] = &[
 /// `GET /health`, and tested in a browser (`tests/tests/web_ui.rs`).
 pub const UI_ROUTES: &[&str] = &[
     "GET /",
+    "GET /ui",
     "GET /ui/",
     "GET /ui/{asset}",
     "POST /ui/login",

@@ -62,10 +62,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// `GET /`, `GET /ui/`, `GET /ui/{asset}`, and the login routes.
+/// `GET /` and `GET /ui` (redirects), `GET /ui/`, `GET /ui/{asset}`, and the login routes.
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(|| async { asset("index.html") }))
         .route(
             "/ui/{asset}",
