@@ -95,6 +95,13 @@ try {
   await page.getByRole('link', { name: 'customer-groups' }).click();
   await page.getByRole('heading', { name: 'Field mappings' }).waitFor();
   await expectText(page.locator('table[aria-label="Field mappings"] td'), 'value-map');
+  // The error mode: block, then back to continue; recorded as state changes.
+  const errorModeIs = (mode) => page.waitForFunction(
+    async (wanted) => (await (await fetch('/api/v1/maps/customer-groups')).json()).error_mode === wanted, mode);
+  await page.getByLabel('On an error').selectOption('block');
+  await errorModeIs('block');
+  await page.getByLabel('On an error').selectOption('continue');
+  await errorModeIs('continue');
   await page.getByLabel('ERP filter').fill('DESCRIPTION ==');
   await page.getByRole('button', { name: 'Apply', exact: true }).click();
   await expectText(page.locator('#config-problem'), 'filters/erp');

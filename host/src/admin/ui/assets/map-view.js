@@ -224,7 +224,19 @@ export async function mapView(name) {
       api('GET', `/api/v1/maps/${enc(name)}/config`).catch((error) => ({ error: error.message })),
     ]);
     mode = undefined;
-    const parts = [h('h1', {}, `Map ${name}`), head];
+    const errorMode = h('select', {
+      id: 'error-mode',
+      onchange: async () => {
+        const ok = await attempt(() => api('PUT', `/api/v1/maps/${enc(name)}/error-mode`, { mode: errorMode.value }),
+          `${name}: on an error, ${errorMode.value === 'block' ? 'pause the map' : 'go on'}`);
+        if (!ok) errorMode.value = detail.error_mode;
+        else detail.error_mode = errorMode.value;
+      },
+    },
+    h('option', { value: 'continue', selected: detail.error_mode === 'continue' }, 'continue: the change waits in the error queue, the map goes on'),
+    h('option', { value: 'block', selected: detail.error_mode === 'block' }, 'block: pause the map at the error, later changes queue in order'));
+    const parts = [h('h1', {}, `Map ${name}`), head,
+      detail.running ? h('div', { class: 'card form-row' }, h('label', { for: 'error-mode' }, 'On an error', errorMode)) : ''];
     if (config.error) {
       parts.push(h('p', { class: 'card error-text' }, config.error));
     } else {
