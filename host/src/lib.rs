@@ -18,8 +18,9 @@
 //!   checks, apply, durable commit, acknowledge; map modes and offline sides.
 //! - [`check`]: the deployment's health checks with stable codes (`dualwrite check`).
 //! - [`demo`]: the seeded two-database demo (`dualwrite demo`).
-//! - [`admin`]: the admin HTTP API (axum) served by `dualwrite run` and the demo, and
-//!   the engine's end of it (commands between steps, snapshots, block mode).
+//! - [`admin`]: the admin HTTP API (axum) served by `dualwrite run` and the demo, the
+//!   web UI on it (`admin/ui/`), and the engine's end of it (commands between steps,
+//!   snapshots, block mode, runtime config changes).
 //! - [`alerts`]: alert rules (errors in a window, queue depth, lag, offline sides) and
 //!   their evaluation.
 //! - [`notify`]: signed webhook notifications with retries and a delivery log.

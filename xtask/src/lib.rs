@@ -11,6 +11,7 @@
 //! [`languages`], which [`build_plugins`] calls after the Rust ones.
 
 pub mod languages;
+pub mod web_ui;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,7 +1,8 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
-//! - `setup`: install the wasm targets the plugins are built for, and the pinned tools of
-//!   the plugins in other languages (`xtask::languages`);
+//! - `setup`: install the wasm targets the plugins are built for, the pinned tools of
+//!   the plugins in other languages (`xtask::languages`) and of the web UI's browser
+//!   tests (`xtask::web_ui`);
 //! - `plugins`: build every plugin of `plugins/` into a component under `target/plugins/`;
 //! - `demo`: build the plugins and the engine and run the demo;
 //! - `test`: setup, then every test: the workspace's, and the plugins' native tests;
@@ -44,7 +45,8 @@ fn main() -> ExitCode {
 
 fn setup() -> Result<()> {
     ensure_wasm_target()?;
-    xtask::languages::ensure_language_tools(&repo_root().join("target/wasm-plugins/languages"))
+    xtask::languages::ensure_language_tools(&repo_root().join("target/wasm-plugins/languages"))?;
+    xtask::web_ui::ensure_browser_tools()
 }
 
 fn plugins() -> Result<std::path::PathBuf> {
@@ -98,6 +100,8 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     ensure_wasm_target()?;
+    // The web UI's browser tests (tests/tests/web_ui.rs) need playwright-core.
+    xtask::web_ui::ensure_browser_tools()?;
     let mut workspace = cargo();
     workspace
         .args(["test", "--workspace", "--locked"])

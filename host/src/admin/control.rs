@@ -103,6 +103,25 @@ pub enum Command {
     UpsertAlert(Box<CheckedRule>),
     /// Remove an alert rule.
     DeleteAlert(String),
+    /// What a map runs: plugin, config, descriptor, config history.
+    DescribeMap(String),
+    /// Run a map with a new plugin config from the next step on (see `map_config.rs`).
+    ConfigureMap {
+        /// The map.
+        map: String,
+        /// The new config.
+        config: serde_json::Map<String, serde_json::Value>,
+        /// Why (recorded).
+        reason: String,
+    },
+    /// Run a map with a recorded config again: `to`, or the one before the config in
+    /// force.
+    RollbackMap {
+        /// The map.
+        map: String,
+        /// The history record to go back to.
+        to: Option<u64>,
+    },
 }
 
 /// Why a command was not carried out.
@@ -601,6 +620,15 @@ impl EngineControl {
                     .map_err(|error| CommandError::Failed(error.to_string()))?;
                 self.alerts.upsert(*rule);
                 return Ok(serde_json::json!({"name": name}));
+            }
+            Command::DescribeMap(map) => return super::map_config::describe(engine, &map),
+            Command::ConfigureMap {
+                map,
+                config,
+                reason,
+            } => return super::map_config::configure(engine, &map, config, reason, by),
+            Command::RollbackMap { map, to } => {
+                return super::map_config::rollback(engine, &map, to, by);
             }
             Command::DeleteAlert(name) => {
                 if !self.alerts.rules().iter().any(|rule| rule.name == name) {

@@ -6,6 +6,11 @@
 //! - `control.rs`: the engine's end: commands carried out between steps, snapshots
 //!   published on a watch channel, alert rules evaluated, block mode enforced.
 //! - `routes.rs`: the routes, JSON in and out, 4xx answers naming the problem.
+//! - `map_config.rs` and `config_routes.rs`: what a map runs, changing its plugin config
+//!   at runtime and rolling it back; the map dependency graph.
+//! - `events.rs`: the live event stream (server-sent events) the web UI listens to.
+//! - `session.rs`: the web UI's login: the token once, then an HttpOnly session cookie.
+//! - `ui/`: the web UI itself, static files compiled into the binary.
 //!
 //! The server runs on a thread of its own with a single-threaded tokio runtime, so the
 //! synchronous sync loop is never blocked by a request. It reads the state store
@@ -18,9 +23,14 @@
 //! [`EngineControl::tick`] between steps.
 
 mod auth;
+mod config_routes;
 mod control;
+mod events;
+mod map_config;
 mod routes;
+mod session;
 mod settings;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,11 +41,14 @@ use anyhow::Context;
 use tokio::sync::oneshot;
 
 pub use auth::AdminToken;
+pub use config_routes::MapOutline;
 pub use control::{
     Command, CommandError, CommandRequest, ControlClient, ControlOptions, EngineControl,
     EngineSnapshot, ErrorMode, MapSnapshot, OfflineSide, channel,
 };
-pub use routes::ROUTES;
+pub use events::StreamsClosing;
+pub use routes::{ROUTES, UI_ROUTES};
+pub use session::Sessions;
 
 use crate::alerts::AlertRule;
 use crate::config::Plan;
@@ -56,6 +69,12 @@ pub struct ServerParts {
     pub notifier: Notifier,
     /// How long a command may wait for the loop.
     pub command_timeout: Duration,
+    /// The web UI's login sessions.
+    pub sessions: Sessions,
+    /// The maps of the plan with their dependencies (the graph).
+    pub maps: Arc<Vec<MapOutline>>,
+    /// Ends the event streams when the server shuts down.
+    pub closing: StreamsClosing,
 }
 
 /// A running admin HTTP server; stops when dropped.
@@ -74,6 +93,7 @@ impl AdminServer {
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
+        let closing = parts.closing.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
@@ -91,8 +111,11 @@ impl AdminServer {
                         }
                     };
                     let app = routes::router(parts);
-                    let served = axum::serve(listener, app).with_graceful_shutdown(async {
+                    let served = axum::serve(listener, app).with_graceful_shutdown(async move {
                         let _ = shutdown_signal.await;
+                        // Event streams never end by themselves; graceful shutdown waits
+                        // for every connection.
+                        closing.close();
                     });
                     if let Err(error) = served.await {
                         tracing::error!("admin API stopped: {error}");
@@ -225,6 +248,9 @@ pub fn start(
             token,
             notifier,
             command_timeout: Duration::from_secs(30),
+            sessions: Sessions::default(),
+            maps: Arc::new(MapOutline::of_plan(plan)),
+            closing: StreamsClosing::default(),
         },
     )?;
     Ok(Operations {

@@ -25,6 +25,12 @@
 //! | `GET, POST /api/v1/subscribers`; `DELETE /api/v1/subscribers/{name}` | webhook subscribers (secrets write-only) |
 //! | `GET /api/v1/subscribers/{name}/deliveries` | a subscriber's delivery log |
 //! | `GET /api/v1/plugins` | each map's plugin, version and content hash |
+//! | `GET, PUT /api/v1/maps/{map}/config`; `POST .../config/rollback` | what a map runs; its plugin config changed at runtime (`config_routes.rs`) |
+//! | `GET /api/v1/graph`, `GET /api/v1/activity/latest` | the map dependency graph; the newest activity (`config_routes.rs`) |
+//! | `GET /api/v1/events` | the live state as server-sent events (`events.rs`) |
+//! | `GET /`, `GET /ui/...`, `POST /ui/login`, `/ui/logout` | the web UI and its login, public (`ui/`, `session.rs`) |
+//!
+//! The API also accepts the web UI's session cookie in place of the token (`session.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,7 +63,7 @@ use crate::sync::ResumeMode;
 /// Most entries one activity or error query answers.
 const MAX_LIMIT: usize = 10_000;
 
-type Shared = Arc<ServerParts>;
+pub(super) type Shared = Arc<ServerParts>;
 
 /// The API's router.
 pub(super) fn router(parts: ServerParts) -> Router {
@@ -96,6 +102,8 @@ pub(super) fn router(parts: ServerParts) -> Router {
         )
         .route("/api/v1/subscribers/{name}/deliveries", get(deliveries))
         .route("/api/v1/plugins", get(plugins))
+        .merge(super::config_routes::routes())
+        .merge(super::events::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -103,6 +111,7 @@ pub(super) fn router(parts: ServerParts) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .merge(super::ui::routes())
         .merge(protected)
         .with_state(shared)
 }
@@ -137,28 +146,51 @@ pub const ROUTES: &[&str] = &[
     "DELETE /api/v1/subscribers/{name}",
     "GET /api/v1/subscribers/{name}/deliveries",
     "GET /api/v1/plugins",
+    "GET /api/v1/maps/{map}/config",
+    "PUT /api/v1/maps/{map}/config",
+    "POST /api/v1/maps/{map}/config/rollback",
+    "GET /api/v1/graph",
+    "GET /api/v1/activity/latest",
+    "GET /api/v1/events",
+    "GET /",
+    "GET /ui",
+    "GET /ui/",
+    "GET /ui/{asset}",
+    "POST /ui/login",
+    "POST /ui/logout",
+];
+
+/// The routes of [`ROUTES`] that serve the web UI itself (pages, login): public, like
+/// `GET /health`, and tested in a browser (`tests/tests/web_ui.rs`).
+pub const UI_ROUTES: &[&str] = &[
+    "GET /",
+    "GET /ui",
+    "GET /ui/",
+    "GET /ui/{asset}",
+    "POST /ui/login",
+    "POST /ui/logout",
 ];
 
 /// An error answer.
 #[derive(Debug)]
-struct ApiError {
+pub(super) struct ApiError {
     status: StatusCode,
-    message: String,
+    pub(super) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(super) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(super) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
     }
 }
@@ -189,9 +221,9 @@ impl From<CommandError> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(super) type ApiResult = Result<Response, ApiError>;
 
-fn ok(value: Json) -> ApiResult {
+pub(super) fn ok(value: Json) -> ApiResult {
     Ok(axum::Json(value).into_response())
 }
 
@@ -200,7 +232,8 @@ async fn require_token(State(shared): State<Shared>, request: Request, next: Nex
         .headers()
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    if shared.token.accepts(authorization) {
+    // The web UI's session cookie stands in for the token (see `session.rs`).
+    if shared.token.accepts(authorization) || shared.sessions.accepts(&request) {
         return next.run(request).await;
     }
     let message = if authorization.is_none() {
@@ -221,7 +254,7 @@ async fn not_found() -> ApiError {
 }
 
 /// Runs a state store read off the async thread.
-async fn read<T, F>(shared: &Shared, read: F) -> Result<T, ApiError>
+pub(super) async fn read<T, F>(shared: &Shared, read: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&dyn StateStore) -> Result<T, ApiError> + Send + 'static,
@@ -237,7 +270,7 @@ where
         })?
 }
 
-fn actor(headers: &HeaderMap) -> String {
+pub(super) fn actor(headers: &HeaderMap) -> String {
     headers
         .get("x-dualwrite-actor")
         .and_then(|value| value.to_str().ok())
@@ -252,7 +285,7 @@ fn actor(headers: &HeaderMap) -> String {
 }
 
 /// Parses a JSON body; an empty body is `{}`.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -262,7 +295,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
         .map_err(|error| ApiError::bad_request(format!("the request body: {error}")))
 }
 
-async fn command(shared: &Shared, command: Command, by: &str) -> ApiResult {
+pub(super) async fn command(shared: &Shared, command: Command, by: &str) -> ApiResult {
     let answer = shared
         .control
         .send(command, by, shared.command_timeout)
@@ -350,7 +383,12 @@ fn map_json(shared: &Shared, status: &crate::state::MapStatus, open_errors: u64)
 }
 
 async fn list_maps(State(shared): State<Shared>) -> ApiResult {
-    let maps = read(&shared, |store| {
+    ok(maps_document(&shared).await?)
+}
+
+/// Every map as `GET /api/v1/maps` answers (also what the event stream sends).
+pub(super) async fn maps_document(shared: &Shared) -> Result<Json, ApiError> {
+    let maps = read(shared, |store| {
         let mut maps = Vec::new();
         for status in store.maps()? {
             let open = store.open_error_count(&status.entities.name)?;
@@ -374,10 +412,10 @@ async fn list_maps(State(shared): State<Shared>) -> ApiResult {
             .position(|name| *name == status.entities.name)
             .unwrap_or(usize::MAX)
     });
-    ok(json!({
+    Ok(json!({
         "maps": maps
             .iter()
-            .map(|(status, open)| map_json(&shared, status, *open))
+            .map(|(status, open)| map_json(shared, status, *open))
             .collect::<Vec<_>>()
     }))
 }
@@ -526,7 +564,7 @@ struct ErrorListQuery {
     limit: Option<usize>,
 }
 
-fn limit(given: Option<usize>, default: usize) -> Result<usize, ApiError> {
+pub(super) fn limit(given: Option<usize>, default: usize) -> Result<usize, ApiError> {
     match given {
         None => Ok(default),
         Some(0) => Err(ApiError::bad_request("limit: must be at least 1")),
@@ -811,7 +849,7 @@ async fn recorded_changes(
     }))
 }
 
-fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(super) fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
         .or_else(|_| {
@@ -828,7 +866,7 @@ fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-fn parse_side(text: &str) -> Result<Side, ApiError> {
+pub(super) fn parse_side(text: &str) -> Result<Side, ApiError> {
     match text {
         "erp" => Ok(Side::Erp),
         "crm" => Ok(Side::Crm),
@@ -838,7 +876,7 @@ fn parse_side(text: &str) -> Result<Side, ApiError> {
     }
 }
 
-fn parse_key(text: &str) -> Result<Key, ApiError> {
+pub(super) fn parse_key(text: &str) -> Result<Key, ApiError> {
     let json: Json = serde_json::from_str(text).map_err(|error| {
         ApiError::bad_request(format!(
             "key: not JSON ({error}); give the key's values as a JSON array, like [\"USMF\",\"C-1\"]"
@@ -859,7 +897,7 @@ fn parse_key(text: &str) -> Result<Key, ApiError> {
         .collect()
 }
 
-fn activity_json(record: &ActivityRecord) -> Json {
+pub(super) fn activity_json(record: &ActivityRecord) -> Json {
     let entry = &record.entry;
     json!({
         "id": record.id,

@@ -52,8 +52,35 @@ const MAPS: &[(&str, &str)] = &[
     ("currencies", "currencies.wasm"),
     ("terms-of-payment", "terms_of_payment.wasm"),
     ("customer-groups", "customer_groups.wasm"),
+    ("vendor-groups", "declarative.wasm"),
     ("customers", "customers.wasm"),
 ];
+
+/// The demo's declarative maps: name and deployment-config fragment (the standard
+/// pack's), whose `[maps.NAME.config]` is the map. The web UI edits them live.
+const DECLARATIVE: &[(&str, &str)] = &[(
+    "vendor-groups",
+    include_str!("../../../packs/standard/maps/06-vendor-groups.toml"),
+)];
+
+/// The plugin config of a declarative map of the demo, as JSON; `None` for the maps
+/// with plugins of their own.
+fn declarative_config(name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let (_, fragment) = DECLARATIVE.iter().find(|(map, _)| *map == name)?;
+    let document: toml::Table = toml::from_str(fragment).ok()?;
+    let config = document.get("maps")?.get(name)?.get("config")?;
+    match serde_json::to_value(config).ok()? {
+        serde_json::Value::Object(config) => Some(config),
+        _ => None,
+    }
+}
+
+/// The `[maps.NAME.config]` part of a declarative map's fragment, as written there.
+fn declarative_config_text(name: &str) -> Option<&'static str> {
+    let (_, fragment) = DECLARATIVE.iter().find(|(map, _)| *map == name)?;
+    let start = fragment.find(&format!("[maps.{name}.config]"))?;
+    Some(&fragment[start..])
+}
 
 /// A map's plugin and what it describes.
 pub struct DemoMap {
@@ -96,7 +123,16 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
         let plugin = runtime
             .load(&plugins, file)
             .with_context(|| format!("loading the {name} plugin"))?;
-        let descriptor = plugin.describe_default()?;
+        let descriptor = match declarative_config(name) {
+            Some(config) => plugin
+                .start(
+                    &serde_json::Value::Object(config).to_string(),
+                    Arc::new(NoLookups),
+                )?
+                .descriptor()
+                .clone(),
+            None => plugin.describe_default()?,
+        };
         maps.push(DemoMap {
             name,
             plugin_file: file,
@@ -162,6 +198,10 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
             eprintln!(
                 "admin API on {} (try: curl -H \"Authorization: Bearer $DUALWRITE_TOKEN\" {}/api/v1/maps)",
                 operations.server.url(),
+                operations.server.url()
+            );
+            eprintln!(
+                "web UI: open {}/ui/ and log in with the admin token",
                 operations.server.url()
             );
             if let Some(token) = &operations.generated_token {
@@ -311,6 +351,10 @@ fn config_text(maps: &[DemoMap], plugins_dir: &Path) -> String {
             key(Side::Crm),
             depends.join(", ")
         ));
+        if let Some(config) = declarative_config_text(map.name) {
+            text.push('\n');
+            text.push_str(config);
+        }
     }
     text
 }
@@ -481,10 +525,19 @@ pub fn to_crm(
     map: &DemoMap,
     rows: &[crate::capture::RowImage],
 ) -> anyhow::Result<Vec<Option<crate::capture::RowImage>>> {
-    let mut runner = map
-        .plugin
-        .start(r#"{"resolve_lookups": false}"#, Arc::new(NoLookups))
-        .or_else(|_| map.plugin.start("{}", Arc::new(NoLookups)))?;
+    let mut runner = match declarative_config(map.name) {
+        Some(mut config) => {
+            config.insert("resolve_lookups".into(), serde_json::Value::Bool(false));
+            map.plugin.start(
+                &serde_json::Value::Object(config).to_string(),
+                Arc::new(NoLookups),
+            )?
+        }
+        None => map
+            .plugin
+            .start(r#"{"resolve_lookups": false}"#, Arc::new(NoLookups))
+            .or_else(|_| map.plugin.start("{}", Arc::new(NoLookups)))?,
+    };
     let erp = &map.descriptor.erp;
     let crm = &map.descriptor.crm;
     let changes: Vec<crate::change::Change> = rows

@@ -33,6 +33,13 @@ const GROUPS: &[(&str, &str)] = &[
     ("30", "Intercompany customers"),
     ("40", "Internet customers"),
 ];
+/// The vendor groups of the declarative map (per company); one of them is internal, so a
+/// filter on the description has something to leave out.
+const VENDOR_GROUPS: &[(&str, &str)] = &[
+    ("V10", "Domestic suppliers"),
+    ("V20", "Foreign suppliers"),
+    ("V90", "Internal intercompany suppliers"),
+];
 const ON_HOLD: &[&str] = &["no", "no", "no", "invoice", "all", "payment"];
 const CITIES: &[&str] = &[
     "Seattle", "Redmond", "Munich", "London", "Berlin", "Portland",
@@ -232,6 +239,22 @@ fn erp_rows(map: &DemoMap, customers: usize, crm_only: usize, dice: &mut Dice) -
                 )
             })
             .collect(),
+        "vendor-groups" => COMPANIES
+            .iter()
+            .flat_map(|(company, _)| VENDOR_GROUPS.iter().map(move |group| (company, group)))
+            .map(|(company, (id, description))| {
+                erp_row(
+                    map,
+                    &[
+                        ("DATAAREAID", text(company)),
+                        ("VENDORGROUPID", text(id)),
+                        ("DESCRIPTION", text(description)),
+                        ("DEFAULTPAYMENTTERMNAME", text("Net30")),
+                        ("CLEARINGPERIODPAYMENTTERMNAME", text("Net10")),
+                    ],
+                )
+            })
+            .collect(),
         _ => (0..customers + crm_only)
             .map(|index| customer(map, index, dice))
             .collect(),
@@ -415,7 +438,24 @@ impl Generator {
                     rusqlite::params![company(new), account(new), limit],
                 )?;
             }
-            90..97 => {
+            96 => {
+                // A new vendor group now and then (a declarative map: try a filter on
+                // its description in the web UI and watch new ones pass or not).
+                let new = self.next_new;
+                self.next_new += 1;
+                let description = if new.is_multiple_of(2) {
+                    format!("Internal suppliers {new}")
+                } else {
+                    format!("Suppliers {new}")
+                };
+                self.erp.execute(
+                    "INSERT INTO VendVendorGroup (DATAAREAID, VENDORGROUPID, DESCRIPTION, \
+                     DEFAULTPAYMENTTERMNAME, CLEARINGPERIODPAYMENTTERMNAME) \
+                     VALUES (?1, ?2, ?3, 'Net30', 'Net10')",
+                    rusqlite::params![row_company, format!("V{new}"), description],
+                )?;
+            }
+            90..96 => {
                 self.crm.execute(
                     "UPDATE msdyn_customergroups SET msdyn_description = ?1 \
                      WHERE msdyn_company = ?2 AND msdyn_groupid = ?3",

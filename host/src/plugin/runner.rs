@@ -167,6 +167,11 @@ impl MapPluginRunner {
         &self.plugin
     }
 
+    /// The lookups its plugin calls reach (to start a successor with the same ones).
+    pub fn lookups(&self) -> Arc<dyn Lookups> {
+        self.lookups.clone()
+    }
+
     /// Why the plugin is quarantined, if it is.
     pub fn quarantined(&self) -> Option<&str> {
         self.quarantine.as_deref()

@@ -28,6 +28,7 @@
 
 mod encoding;
 mod error;
+mod map_config;
 mod schema;
 mod sqlite;
 mod types;
@@ -38,6 +39,7 @@ mod tests;
 use chrono::{DateTime, Utc};
 
 pub use error::StateError;
+pub use map_config::{MapConfigRecord, NewMapConfig};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{Durability, STATE_FILE, SqliteOptions, SqliteStateStore};
 pub use types::{
@@ -164,6 +166,27 @@ pub trait StateStore: Send + Sync {
 
     /// The settings of `kind` made through the admin API, by name.
     fn settings(&self, kind: &str) -> Result<Vec<OperationsSetting>, StateError>;
+
+    /// Records a plugin version and config of a map (see `map_config.rs`) and, in the
+    /// same transaction, the batch `with` makes from the new record's id (its activity
+    /// entry); returns the id. Stores that keep no history say so.
+    fn record_map_config(
+        &self,
+        record: &NewMapConfig,
+        with: &dyn Fn(u64) -> BatchCommit,
+    ) -> Result<u64, StateError> {
+        let _ = (record, with);
+        Err(StateError::Invalid {
+            what: "a map's plugin config".to_owned(),
+            detail: "this state store keeps no plugin config history".to_owned(),
+        })
+    }
+
+    /// The recorded plugin versions and configs of `map`, oldest first.
+    fn map_configs(&self, map: &str) -> Result<Vec<MapConfigRecord>, StateError> {
+        let _ = map;
+        Ok(Vec::new())
+    }
 
     /// Saves a checkpoint on its own.
     fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StateError> {

@@ -23,7 +23,7 @@ pub(super) const APPLICATION_ID: i64 = 0x6477_7374;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, MAP_CONFIGS];
 
 /// Version 1: maps and their transitions, checkpoints, links, queues, errors, activity,
 /// initial sync progress.
@@ -216,6 +216,25 @@ CREATE TABLE operations_settings (
     updated_by  TEXT NOT NULL,
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
+"#;
+
+/// Each map's plugin and config history (runtime config edits, plugin swaps), newest
+/// last; see `map_config.rs`. Its own const so it can be renumbered next to other
+/// migrations.
+const MAP_CONFIGS: &str = r#"
+CREATE TABLE map_configs (
+    id                INTEGER PRIMARY KEY,
+    map_id            INTEGER NOT NULL REFERENCES maps (id),
+    at                INTEGER NOT NULL,
+    plugin_file       TEXT NOT NULL,
+    plugin_hash       TEXT NOT NULL,
+    plugin_version    TEXT NOT NULL,
+    config            TEXT NOT NULL,
+    base_config_hash  TEXT NOT NULL,
+    by                TEXT NOT NULL,
+    reason            TEXT NOT NULL
+);
+CREATE INDEX map_configs_map ON map_configs (map_id, id);
 "#;
 
 /// Checks the file is a state store (or empty) and brings its schema up to date.

@@ -7,6 +7,8 @@
 //! A lock file next to the database keeps a second process (or a second store in this
 //! one) from opening it: two engines on one state would apply changes twice.
 
+mod map_configs;
+
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -1162,6 +1164,18 @@ fn apply_batch(
 }
 
 impl StateStore for SqliteStateStore {
+    fn record_map_config(
+        &self,
+        record: &super::NewMapConfig,
+        with: &dyn Fn(u64) -> BatchCommit,
+    ) -> Result<u64, StateError> {
+        self.insert_map_config(record, with)
+    }
+
+    fn map_configs(&self, map: &str) -> Result<Vec<super::MapConfigRecord>, StateError> {
+        self.read_map_configs(map)
+    }
+
     fn register_map(&self, map: &MapEntities) -> Result<MapStatus, StateError> {
         const OPERATION: &str = "registering a map";
         let mut guard = self.inner();

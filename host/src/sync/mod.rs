@@ -16,6 +16,9 @@
 //! that cannot be reached is skipped with exponential backoff and jitter; its changes
 //! stay in its change log (or, for writes to it, unacknowledged on the source) until it
 //! returns, so nothing is lost.
+//!
+//! A map's plugin or config is changed between steps by [`Engine::swap_plugin`]
+//! (`swap.rs`): validated on a fresh instance, recorded, kept over a restart.
 
 mod initial;
 mod inspect;
@@ -24,6 +27,7 @@ mod lookups;
 mod process;
 mod resolve;
 mod retry;
+mod swap;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +54,7 @@ pub use initial::InitialSyncStatus;
 pub use inspect::{PluginStatus, RetryOutcome};
 use lookups::{EngineLookups, EntityLocation};
 pub use process::MapCounters;
+pub use swap::{PluginSwap, SwapError, SwapReport, config_hash};
 
 /// Most rounds of up to 1,000 queued changes one map drains in one step.
 const MAX_QUEUE_ROUNDS_PER_STEP: usize = 20;
@@ -131,6 +136,10 @@ pub(crate) struct MapRun {
     pub(crate) queued: u64,
     /// Whether every change gets an activity entry (`[admin] activity_every_change`).
     pub(crate) log_every_change: bool,
+    /// The deployment file's plugin config of the map, as JSON text (see `swap.rs`).
+    pub(crate) file_config: String,
+    /// Plugins the map ran before a swap, for a rollback (see `swap.rs`).
+    pub(crate) retired_plugins: Vec<crate::plugin::LoadedPlugin>,
 }
 
 /// The sync engine of one deployment.
@@ -252,7 +261,6 @@ impl Engine {
                 erp_entity: map.erp.entity.clone(),
                 crm_entity: map.crm.entity.clone(),
             })?;
-            record_plugin_version(store.as_ref(), &map.name, &runner)?;
             // A map registered just now starts stopped in the store; a map an admin
             // stopped has a transition that says so and stays stopped.
             let fresh = status.state.mode == MapMode::Stopped
@@ -280,14 +288,28 @@ impl Engine {
                 other => other,
             };
             let queued = store.queue_depth(&map.name)?;
-            maps.push(MapRun {
-                plan: map.clone(),
+            let file_config = map.plugin_config_json();
+            // A config changed at runtime (admin API) outlives a restart.
+            let (map_plan, runner) = swap::restore(
+                store.as_ref(),
+                runtime,
+                &plugins_dir,
+                map,
                 runner,
+                &mut sides,
+            )
+            .with_context(|| format!("map {}", map.name))?;
+            record_plugin_version(store.as_ref(), &map.name, &runner)?;
+            maps.push(MapRun {
+                log_every_change: plan.operations.admin.activity_every_change,
+                plan: map_plan,
+                runner,
+                file_config,
+                retired_plugins: Vec::new(),
                 mode,
                 counters: MapCounters::default(),
                 first_retry: options.first_retry,
                 queued,
-                log_every_change: plan.operations.admin.activity_every_change,
             });
         }
 
