@@ -75,6 +75,9 @@ fn driver_url(url: &str) -> String {
     }
 }
 
+/// Longest a statement may wait for the server before the side counts as unavailable.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Settings every session gets: instants read and written in UTC (TIMESTAMP columns),
 /// UTF-8 text, and strict mode, so a value the column cannot hold is refused instead of
 /// silently truncated.
@@ -123,8 +126,12 @@ pub(crate) fn connect_opts(options: &MysqlOptions) -> Result<Opts, SideError> {
 
 /// Opens a connection with the session settings.
 pub(crate) fn connect(options: &MysqlOptions) -> Result<Conn, SideError> {
-    let opts = connect_opts(options)?;
-    let mut conn = Conn::new(opts).map_err(|error| classify(&options.url, &error))?;
+    // A server that stops answering (a network partition) fails the call instead of
+    // hanging the engine; statements of a batch take far less.
+    let opts = OptsBuilder::from_opts(connect_opts(options)?)
+        .read_timeout(Some(STATEMENT_TIMEOUT))
+        .write_timeout(Some(STATEMENT_TIMEOUT));
+    let mut conn = Conn::new(Opts::from(opts)).map_err(|error| classify(&options.url, &error))?;
     for setting in SESSION_SETTINGS {
         conn.query_drop(setting)
             .map_err(|error| classify(&options.url, &error))?;
