@@ -1,9 +1,11 @@
 //! The MariaDB connector against the machine's real server: binlog capture in commit
 //! order with before images, every supported type read without loss (and the same way
 //! by capture and by reads), the engine's own writes not captured, a 1,000-row statement
-//! captured whole and resumable from inside it, a session killed by the server, and the
-//! coded errors for what an operator must fix.
+//! captured whole and resumable from inside it, rows logged before an ALTER TABLE, a
+//! session killed by the server, and the coded errors for what an operator must fix
+//! (server settings included).
 
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use dualwrite::apply::mysql::MysqlWriter;
@@ -18,6 +20,16 @@ use dualwrite_tests::servers::MyDatabase;
 
 const CUSTOMERS: &str = "CREATE TABLE customers (
     id INT PRIMARY KEY, name VARCHAR(100) NOT NULL, balance DECIMAL(18,2), note TEXT)";
+
+/// Tests that change the server's global settings hold this for writing; every other
+/// test holds it for reading, so none of them runs meanwhile.
+static SERVER_SETTINGS: RwLock<()> = RwLock::new(());
+
+fn shared_settings() -> RwLockReadGuard<'static, ()> {
+    SERVER_SETTINGS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn options(db: &MyDatabase) -> MysqlOptions {
     MysqlOptions::new(db.url.clone(), "side")
@@ -80,6 +92,7 @@ fn read_quiet(capture: &mut MysqlCapture, after: Position) -> Vec<CapturedChange
 
 #[test]
 fn inserts_updates_and_deletes_arrive_in_commit_order_with_before_images() {
+    let _settings = shared_settings();
     let db = MyDatabase::create("order");
     db.exec(CUSTOMERS);
     let mut capture = installed(&db, "customers");
@@ -138,6 +151,7 @@ fn inserts_updates_and_deletes_arrive_in_commit_order_with_before_images() {
 
 #[test]
 fn every_type_is_captured_without_loss_and_read_back_the_same() {
+    let _settings = shared_settings();
     let db = MyDatabase::create("types");
     db.exec(
         "CREATE TABLE kinds (
@@ -232,6 +246,7 @@ fn every_type_is_captured_without_loss_and_read_back_the_same() {
 
 #[test]
 fn the_engines_writes_are_not_captured_but_other_writers_are() {
+    let _settings = shared_settings();
     let db = MyDatabase::create("echo");
     db.exec(CUSTOMERS);
     let mut capture = installed(&db, "customers");
@@ -289,6 +304,7 @@ fn the_engines_writes_are_not_captured_but_other_writers_are() {
 
 #[test]
 fn a_thousand_row_statement_is_captured_whole_and_resumes_from_inside() {
+    let _settings = shared_settings();
     let db = MyDatabase::create("bulk");
     db.exec(CUSTOMERS);
     let mut capture = installed(&db, "customers");
@@ -335,6 +351,7 @@ fn a_thousand_row_statement_is_captured_whole_and_resumes_from_inside() {
 
 #[test]
 fn a_session_killed_by_the_server_is_unavailable_then_capture_catches_up() {
+    let _settings = shared_settings();
     let db = MyDatabase::create("killed");
     db.exec(CUSTOMERS);
     let mut capture = installed(&db, "customers");
@@ -370,6 +387,7 @@ fn a_session_killed_by_the_server_is_unavailable_then_capture_catches_up() {
 
 #[test]
 fn operator_faults_are_coded_errors_without_secrets() {
+    let _settings = shared_settings();
     let db = MyDatabase::create("faults");
     db.exec("CREATE TABLE nokey (id INT, name TEXT)");
     db.exec(CUSTOMERS);
@@ -435,6 +453,7 @@ fn operator_faults_are_coded_errors_without_secrets() {
 
 #[test]
 fn a_write_the_target_refuses_names_the_write_and_keeps_nothing() {
+    let _settings = shared_settings();
     let db = MyDatabase::create("reject");
     db.exec(CUSTOMERS);
     let mut writer = MysqlWriter::open(options(&db));
@@ -484,4 +503,108 @@ fn a_write_the_target_refuses_names_the_write_and_keeps_nothing() {
         .unwrap();
     assert_eq!(checked.stale, vec![0]);
     assert_eq!(db.rows("SELECT name FROM customers"), vec![vec!["fine"]]);
+}
+
+/// Restores a global server setting when dropped (also when the test fails).
+struct GlobalSetting {
+    db_url: String,
+    name: &'static str,
+    value: String,
+}
+
+impl GlobalSetting {
+    fn set(db: &MyDatabase, name: &'static str, value: &str) -> GlobalSetting {
+        use mysql::prelude::Queryable as _;
+        let mut conn = db.conn();
+        let old: Option<String> = conn
+            .query_first(format!("SELECT @@GLOBAL.{name}"))
+            .expect("read setting");
+        conn.query_drop(format!("SET GLOBAL {name} = '{value}'"))
+            .expect("set setting");
+        GlobalSetting {
+            db_url: db.url.clone(),
+            name,
+            value: old.expect("setting exists"),
+        }
+    }
+}
+
+impl Drop for GlobalSetting {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable as _;
+        let _ = dualwrite_tests::servers::my_conn(&self.db_url)
+            .query_drop(format!("SET GLOBAL {} = '{}'", self.name, self.value));
+    }
+}
+
+#[test]
+fn server_settings_capture_needs_are_checked_and_unnamed_rows_map_by_position() {
+    let _exclusive = SERVER_SETTINGS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let db = MyDatabase::create("settings");
+    db.exec(CUSTOMERS);
+    let table = [CaptureTable::new("customers", &["id"])];
+    {
+        let _format = GlobalSetting::set(&db, "binlog_format", "STATEMENT");
+        match MysqlCapture::open(options(&db)).install(&table) {
+            Err(SideError::Refused { code, message }) => {
+                assert_eq!(code, "mysql.binlog_format");
+                assert!(message.contains("STATEMENT"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    {
+        let _image = GlobalSetting::set(&db, "binlog_row_image", "MINIMAL");
+        match MysqlCapture::open(options(&db)).install(&table) {
+            Err(SideError::Refused { code, .. }) => assert_eq!(code, "mysql.binlog_row_image"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Without column names in the log, values map by position.
+    let _metadata = GlobalSetting::set(&db, "binlog_row_metadata", "NO_LOG");
+    let mut capture = installed(&db, "customers");
+    db.exec("INSERT INTO customers VALUES (1, 'by position', 2.50, NULL)");
+    let changes = read_n(&mut capture, Position::START, 1);
+    assert_eq!(
+        changes[0].after,
+        Some(row(&[
+            ("id", Value::Integer(1)),
+            ("name", text("by position")),
+            ("balance", Value::Decimal("2.50".into())),
+            ("note", Value::Null),
+        ]))
+    );
+}
+
+#[test]
+fn rows_logged_before_an_alter_table_are_read_by_column_name() {
+    let _settings = shared_settings();
+    let db = MyDatabase::create("alter");
+    db.exec(CUSTOMERS);
+    let mut capture = installed(&db, "customers");
+    db.exec("INSERT INTO customers VALUES (1, 'before', 1.00, 'old')");
+    // Both statements are in the log before capture reads the first row.
+    db.exec("ALTER TABLE customers DROP COLUMN note, ADD COLUMN region VARCHAR(10) FIRST");
+    db.exec("INSERT INTO customers VALUES ('EU', 2, 'after', 2.00)");
+    let changes = read_n(&mut capture, Position::START, 2);
+    assert_eq!(
+        changes[0].after,
+        Some(row(&[
+            ("id", Value::Integer(1)),
+            ("name", text("before")),
+            ("balance", Value::Decimal("1.00".into())),
+        ])),
+        "the dropped column is left out, the added one is not invented"
+    );
+    assert_eq!(
+        changes[1].after,
+        Some(row(&[
+            ("region", text("EU")),
+            ("id", Value::Integer(2)),
+            ("name", text("after")),
+            ("balance", Value::Decimal("2.00".into())),
+        ]))
+    );
 }

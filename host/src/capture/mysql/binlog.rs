@@ -46,6 +46,9 @@ pub(crate) struct RawChange {
     pub(crate) op: ChangeOp,
     pub(crate) before: Option<Vec<MyValue>>,
     pub(crate) after: Option<Vec<MyValue>>,
+    /// The column names, in value order, when the log carries them
+    /// (`binlog_row_metadata = FULL`); otherwise values are by position in the table.
+    pub(crate) columns: Option<Arc<[String]>>,
     /// Seconds since the epoch of the transaction's start.
     pub(crate) committed_at: u32,
 }
@@ -322,15 +325,22 @@ fn read_log(
                     continue;
                 }
                 let captured = start.tables.contains(&table);
+                let mut columns: Option<Option<Arc<[String]>>> = None;
                 for row in rows_event.rows(table_map) {
                     let position = Position::new(current.start, current.index);
                     current.index += 1;
                     if !captured || position <= start.skip_through {
                         continue;
                     }
-                    let decoded = row
-                        .map_err(|error| error.to_string())
-                        .and_then(|(before, after)| Ok((values(before)?, values(after)?)));
+                    let decoded =
+                        row.map_err(|error| error.to_string())
+                            .and_then(|(before, after)| {
+                                if columns.is_none() {
+                                    columns =
+                                        Some(after.as_ref().or(before.as_ref()).and_then(names));
+                                }
+                                Ok((values(before)?, values(after)?))
+                            });
                     match decoded {
                         Ok((before, after)) => rows.push(RawChange {
                             position,
@@ -338,6 +348,7 @@ fn read_log(
                             op,
                             before,
                             after,
+                            columns: columns.clone().flatten(),
                             committed_at: current.committed_at,
                         }),
                         Err(message) => {
@@ -393,6 +404,21 @@ fn marker_is(
             matches!(row.as_ref(0), Some(BinlogValue::Value(MyValue::Bytes(name))) if name == marker.as_bytes())
         })
     })
+}
+
+/// The row's column names when the log carries them (without the table map's optional
+/// metadata the driver names them `@0`, `@1`, ...).
+fn names(row: &mysql::binlog::row::BinlogRow) -> Option<Arc<[String]>> {
+    let names: Vec<String> = row
+        .columns_ref()
+        .iter()
+        .map(|column| column.name_str().into_owned())
+        .collect();
+    let positional = names
+        .iter()
+        .enumerate()
+        .all(|(at, name)| *name == format!("@{at}"));
+    (!positional).then(|| names.into())
 }
 
 /// A row's values by column position; JSON diffs (MySQL's partial JSON updates) cannot

@@ -1,7 +1,11 @@
 //! The MariaDB/MySQL connector's capture: the server's row-format binary log, read as a
 //! replica would (`COM_BINLOG_DUMP` from a file and position, see [`binlog`]), with
-//! table and column names from `information_schema` (binlog rows carry only positions
-//! unless `binlog_row_metadata = FULL`). No triggers, no polling of the tables.
+//! column types and keys from `information_schema`. No triggers, no polling of the
+//! tables. With `binlog_row_metadata = FULL` (MariaDB 10.5+, MySQL 8; set by
+//! `scripts/servers-setup.sh`) the log names each row's columns and values are matched
+//! by name, so rows logged before an `ALTER TABLE` still read right (a column dropped
+//! since is left out of the image); without it they are matched by position, and a row
+//! whose column count no longer matches the table is [`SideError::Unreadable`].
 //!
 //! # What is kept in the side's database
 //!
@@ -473,31 +477,51 @@ impl MysqlCapture {
             Err(SideError::Schema(error)) => return Err(unreadable(error.to_string())),
             Err(error) => return Err(error),
         };
-        if table.codecs.len() != width {
+        // Where each value goes: by name when the log names the columns (a column
+        // dropped since is left out, one added since is missing from the image), else
+        // by position, which needs the table to have as many columns as the row.
+        let fits = |table: &MysqlTable| match &raw.columns {
+            Some(names) => names.iter().all(|name| table.schema.column(name).is_some()),
+            None => table.codecs.len() == width,
+        };
+        if !fits(&table) {
             self.session.forget_tables();
             table = self.session.table(&raw.table)?;
         }
-        if table.codecs.len() != width {
-            return Err(unreadable(format!(
-                "a row of {} with {width} values, but the table has {} columns now: its \
-                 definition changed after the change was made (binlog rows carry no column \
-                 names unless binlog_row_metadata = FULL)",
-                raw.table,
-                table.codecs.len()
-            )));
-        }
-        let image = |values: Vec<mysql::Value>| -> RowImage {
-            table
-                .schema
-                .columns
+        let slots: Vec<Option<usize>> = match &raw.columns {
+            Some(names) => names
                 .iter()
-                .zip(&table.codecs)
+                .map(|name| {
+                    table
+                        .schema
+                        .columns
+                        .iter()
+                        .position(|column| column.name == *name)
+                })
+                .collect(),
+            None if table.codecs.len() == width => (0..width).map(Some).collect(),
+            None => {
+                return Err(unreadable(format!(
+                    "a row of {} with {width} values, but the table has {} columns now: its \
+                     definition changed after the change was made, and the log names no \
+                     columns (set binlog_row_metadata = FULL, and columns are matched by \
+                     name)",
+                    raw.table,
+                    table.codecs.len()
+                )));
+            }
+        };
+        let image = |values: Vec<mysql::Value>| -> RowImage {
+            slots
+                .iter()
                 .zip(values)
-                .map(|((column, codec), value)| {
-                    (
+                .filter_map(|(slot, value)| {
+                    let at = (*slot)?;
+                    let column = &table.schema.columns[at];
+                    Some((
                         column.name.clone(),
-                        read_value(codec, value, Source::Binlog),
-                    )
+                        read_value(&table.codecs[at], value, Source::Binlog),
+                    ))
                 })
                 .collect()
         };
