@@ -608,3 +608,37 @@ fn rows_logged_before_an_alter_table_are_read_by_column_name() {
         ]))
     );
 }
+
+#[test]
+fn a_purged_log_the_capture_must_resume_from_is_a_coded_error() {
+    let _exclusive = SERVER_SETTINGS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let db = MyDatabase::create("purged");
+    db.exec(CUSTOMERS);
+    let mut capture = installed(&db, "customers");
+    drop(capture);
+    // The log moves on to a new file and the one the capture starts from is purged.
+    db.exec("FLUSH BINARY LOGS");
+    let current: String = db.rows("SHOW MASTER STATUS")[0][0].clone();
+    // The server keeps a file a replica still reads: the dropped capture's reader
+    // leaves within a heartbeat.
+    let mut purged = false;
+    for _ in 0..100 {
+        db.exec(&format!("PURGE BINARY LOGS TO '{current}'"));
+        if db.rows("SHOW BINARY LOGS")[0][0] == current {
+            purged = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(purged, "the server purged the logs before {current}");
+    capture = MysqlCapture::open(options(&db));
+    match capture.install(&[CaptureTable::new("customers", &["id"])]) {
+        Err(SideError::Refused { code, message }) => {
+            assert_eq!(code, "mysql.binlog_purged");
+            assert!(message.contains("initial sync"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
