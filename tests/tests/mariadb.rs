@@ -490,6 +490,22 @@ fn a_write_the_target_refuses_names_the_write_and_keeps_nothing() {
         db.rows("SELECT name, note FROM customers"),
         vec![vec!["fine", "only the note"]]
     );
+    // An insert that collides on another unique key is refused, not turned into an
+    // update of the other row.
+    db.exec("ALTER TABLE customers ADD UNIQUE KEY by_name (name)");
+    let collides = RowWrite::upsert(
+        "customers",
+        row(&[("id", Value::Integer(5))]),
+        row(&[("name", text("fine")), ("note", text("hijack"))]),
+    );
+    match writer.apply(&[collides]) {
+        Err(SideError::Rejected { index, .. }) => assert_eq!(index, Some(0)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        db.rows("SELECT id, note FROM customers"),
+        vec![vec!["1", "only the note"]]
+    );
     // A stale expectation skips the write.
     let checked = writer
         .apply_checked(

@@ -9,8 +9,11 @@
 //! `TIMESTAMP` columns (sessions run in UTC), local date-times as they are for
 //! `DATETIME`. An upsert is `INSERT ... ON DUPLICATE KEY UPDATE <listed columns>`; the
 //! server reports 0 affected rows when nothing changed, so a redelivered write reports
-//! [`WriteEffect::Unchanged`]. A write that leaves out a NOT NULL column without a
-//! default runs as an `UPDATE` of the listed columns and, only if the row is missing, an
+//! [`WriteEffect::Unchanged`]. `ON DUPLICATE KEY` fires on any unique key, so each
+//! assignment applies only when the row found has the write's key; a row found by
+//! another unique key is left alone and the write is rejected as a collision (never an
+//! update of another row). A write that leaves out a NOT NULL column without a default
+//! runs as an `UPDATE` of the listed columns and, only if the row is missing, an
 //! `INSERT` (which the target then rejects, as it should).
 //!
 //! [`ApplyBatch::apply_checked`] reads each checked row with `SELECT ... FOR UPDATE`
@@ -53,6 +56,10 @@ struct Step {
 enum Plan {
     /// One statement; rows affected > 0 means the row changed.
     Single(Step),
+    /// An `INSERT ... ON DUPLICATE KEY UPDATE` that changes only a row with this key;
+    /// when it changed nothing, whether the row exists tells an unchanged row from a
+    /// collision with another row on another unique key.
+    Upsert { upsert: Step, exists: Step },
     /// A field-level update of a row with required columns the write does not list:
     /// the update, then (if nothing changed) whether the row exists, then the insert.
     Partial {
@@ -272,6 +279,18 @@ fn plan_write(table: &MysqlTable, index: usize, write: &RowWrite) -> Result<Plan
         !column.not_null || column.has_default || column.generated || listed(&column.name)
     });
     if complete {
+        // ON DUPLICATE KEY fires on any unique key: a row found by another key (an
+        // insert colliding with a different row) must not be changed, so every
+        // assignment applies only when the found row has this key.
+        let same_key: Vec<String> = write
+            .key
+            .keys()
+            .map(|column| {
+                let column = quote_ident(column);
+                format!("{column} <=> VALUES({column})")
+            })
+            .collect();
+        let same_key = same_key.join(" AND ");
         let update: Vec<String> = if fields.is_empty() {
             let first = quote_ident(&key_columns[0]);
             vec![format!("{first} = {first}")]
@@ -280,14 +299,20 @@ fn plan_write(table: &MysqlTable, index: usize, write: &RowWrite) -> Result<Plan
                 .iter()
                 .map(|(column, _)| {
                     let column = quote_ident(column);
-                    format!("{column} = VALUES({column})")
+                    format!("{column} = IF({same_key}, VALUES({column}), {column})")
                 })
                 .collect()
         };
-        return Ok(Plan::Single(Step {
-            sql: format!("{insert} ON DUPLICATE KEY UPDATE {}", update.join(", ")),
-            params: values,
-        }));
+        return Ok(Plan::Upsert {
+            upsert: Step {
+                sql: format!("{insert} ON DUPLICATE KEY UPDATE {}", update.join(", ")),
+                params: values,
+            },
+            exists: Step {
+                sql: format!("SELECT 1 FROM {quoted_table} WHERE {condition}"),
+                params: key_params,
+            },
+        });
     }
     let update = (!fields.is_empty()).then(|| {
         let set: Vec<String> = fields
@@ -315,12 +340,39 @@ fn plan_write(table: &MysqlTable, index: usize, write: &RowWrite) -> Result<Plan
     })
 }
 
-/// Runs one planned write; `true` when it changed a row.
-fn run_plan(conn: &mut mysql::Conn, plan: &Plan) -> Result<bool, mysql::Error> {
+/// What one planned write did.
+enum Outcome {
+    Changed,
+    Unchanged,
+    /// The insert hit another row on a unique key other than the write's.
+    Collided,
+}
+
+/// Runs one planned write.
+fn run_plan(conn: &mut mysql::Conn, plan: &Plan) -> Result<Outcome, mysql::Error> {
+    let changed = |changed: bool| {
+        if changed {
+            Outcome::Changed
+        } else {
+            Outcome::Unchanged
+        }
+    };
     match plan {
         Plan::Single(step) => {
             conn.exec_drop(&step.sql, params(&step.params))?;
-            Ok(conn.affected_rows() > 0)
+            Ok(changed(conn.affected_rows() > 0))
+        }
+        Plan::Upsert { upsert, exists } => {
+            conn.exec_drop(&upsert.sql, params(&upsert.params))?;
+            if conn.affected_rows() > 0 {
+                return Ok(Outcome::Changed);
+            }
+            let found: Option<i64> = conn.exec_first(&exists.sql, params(&exists.params))?;
+            Ok(if found.is_some() {
+                Outcome::Unchanged
+            } else {
+                Outcome::Collided
+            })
         }
         Plan::Partial {
             update,
@@ -330,15 +382,15 @@ fn run_plan(conn: &mut mysql::Conn, plan: &Plan) -> Result<bool, mysql::Error> {
             if let Some(update) = update {
                 conn.exec_drop(&update.sql, params(&update.params))?;
                 if conn.affected_rows() > 0 {
-                    return Ok(true);
+                    return Ok(Outcome::Changed);
                 }
             }
             let found: Option<i64> = conn.exec_first(&exists.sql, params(&exists.params))?;
             if found.is_some() {
-                return Ok(false);
+                return Ok(Outcome::Unchanged);
             }
             conn.exec_drop(&insert.sql, params(&insert.params))?;
-            Ok(conn.affected_rows() > 0)
+            Ok(changed(conn.affected_rows() > 0))
         }
     }
 }
@@ -398,6 +450,7 @@ impl ApplyBatch for MysqlWriter {
         let conn = self.session.conn()?;
         let mut checked = CheckedApply::default();
         let mut failure: Option<(mysql::Error, Option<usize>)> = None;
+        let mut collided: Option<usize> = None;
         if let Err(error) = conn.query_drop("START TRANSACTION").and_then(|()| {
             conn.exec_drop(
                 "INSERT INTO _dualwrite_writes (name, writes) VALUES (?, 1) \
@@ -435,14 +488,33 @@ impl ApplyBatch for MysqlWriter {
                     }
                 }
                 match run_plan(conn, plan) {
-                    Ok(true) => checked.report.effects.push(WriteEffect::Changed),
-                    Ok(false) => checked.report.effects.push(WriteEffect::Unchanged),
+                    Ok(Outcome::Changed) => checked.report.effects.push(WriteEffect::Changed),
+                    Ok(Outcome::Unchanged) => checked.report.effects.push(WriteEffect::Unchanged),
+                    Ok(Outcome::Collided) => {
+                        collided = Some(index);
+                        break;
+                    }
                     Err(error) => {
                         failure = Some((error, Some(index)));
                         break;
                     }
                 }
             }
+        }
+        if let Some(index) = collided {
+            let _ = conn.query_drop("ROLLBACK");
+            let write = &writes[index];
+            let key: Vec<&str> = write.key.keys().map(String::as_str).collect();
+            return Err(rejected(
+                index,
+                &write.table,
+                format!(
+                    "the row collides with another row of {} on a unique key other than \
+                     ({})",
+                    write.table,
+                    key.join(", ")
+                ),
+            ));
         }
         if failure.is_none()
             && let Err(error) = conn.query_drop("COMMIT")
