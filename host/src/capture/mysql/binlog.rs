@@ -1,7 +1,9 @@
-//! The binlog reader: a thread that holds one replication connection (`COM_BINLOG_DUMP`
-//! from a file and position), decodes row events of the side's database and hands them
-//! to the capture through a bounded channel, so the engine's blocking calls can wait
-//! with a timeout and a slow engine holds the server back instead of filling memory.
+//! The binlog reader: one replication connection (`COM_BINLOG_DUMP` from a file and
+//! position), opened by the caller (so a server that is down or refuses is an error of
+//! that call), then read by a thread that decodes row events of the side's database and
+//! hands them to the capture through a bounded channel, so the engine's blocking calls
+//! can wait with a timeout and a slow engine holds the server back instead of filling
+//! memory.
 //!
 //! Positions: a transaction's `sequence` is where it starts in the binary log, as
 //! `(file number << 32) | offset` (file numbers and offsets only grow, so this is
@@ -23,7 +25,7 @@ use std::time::Duration;
 use mysql::binlog::events::{EventData, RowsEventData};
 use mysql::binlog::value::BinlogValue;
 use mysql::prelude::Queryable;
-use mysql::{BinlogRequest, Conn, OptsBuilder, Value as MyValue};
+use mysql::{BinlogRequest, BinlogStream, Conn, OptsBuilder, Value as MyValue};
 
 use super::connection::{MysqlOptions, classify, connect_opts};
 use crate::capture::{Position, SideError};
@@ -122,15 +124,18 @@ impl BinlogReader {
     pub(crate) fn spawn(options: &MysqlOptions, start: ReaderStart) -> Result<Self, SideError> {
         let opts = OptsBuilder::from_opts(connect_opts(options)?)
             .read_timeout(Some(options.heartbeat * 3 + Duration::from_secs(1)));
+        let url = options.url.clone();
+        // Connected here, so a server that is down or refuses keeps the side offline
+        // (the error comes back from this call) instead of failing later.
+        let stream = request_log(opts.into(), options.heartbeat, &start)
+            .map_err(|error| classify(&url, &error))?;
         let (sender, receiver) = sync_channel(CHANNEL_DEPTH);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
-        let url = options.url.clone();
-        let heartbeat = options.heartbeat;
         std::thread::Builder::new()
             .name("dualwrite-binlog".to_owned())
             .spawn(move || {
-                let failure = read_log(opts.into(), heartbeat, &start, &sender, &thread_stop)
+                let failure = read_log(stream, &start, &sender, &thread_stop)
                     .err()
                     .map(|error| match error {
                         Stop::Failed(error) => classify(&url, &error),
@@ -193,13 +198,12 @@ struct Transaction {
     seen_rows: bool,
 }
 
-fn read_log(
+/// Connects and asks the server for its log from `start`, with heartbeats.
+fn request_log(
     opts: mysql::Opts,
     heartbeat: Duration,
     start: &ReaderStart,
-    sender: &SyncSender<Delivery>,
-    stop: &AtomicBool,
-) -> Result<(), Stop> {
+) -> Result<BinlogStream, mysql::Error> {
     let mut conn = Conn::new(opts)?;
     let nanos = u64::try_from(heartbeat.as_nanos()).unwrap_or(u64::MAX);
     conn.query_drop(format!("SET @master_heartbeat_period = {nanos}"))?;
@@ -207,7 +211,15 @@ fn read_log(
     let request = BinlogRequest::new(replica_id())
         .with_filename(file.into_bytes())
         .with_pos(offset);
-    let mut stream = conn.get_binlog_stream(request)?;
+    conn.get_binlog_stream(request)
+}
+
+fn read_log(
+    mut stream: BinlogStream,
+    start: &ReaderStart,
+    sender: &SyncSender<Delivery>,
+    stop: &AtomicBool,
+) -> Result<(), Stop> {
     let send = |delivery: Delivery| sender.send(delivery).map_err(|_| Stop::Stopped);
 
     let mut file_number = start.from >> 32;
