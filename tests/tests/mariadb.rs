@@ -658,3 +658,29 @@ fn a_purged_log_the_capture_must_resume_from_is_a_coded_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn capture_follows_the_log_into_its_next_file_and_resumes_there() {
+    let _settings = shared_settings();
+    let db = MyDatabase::create("rotate");
+    db.exec(CUSTOMERS);
+    let mut capture = installed(&db, "customers");
+    db.exec("INSERT INTO customers VALUES (1, 'first file', NULL, NULL)");
+    db.exec("FLUSH BINARY LOGS");
+    db.exec("INSERT INTO customers VALUES (2, 'next file', NULL, NULL)");
+    let changes = read_n(&mut capture, Position::START, 2);
+    assert!(
+        changes[1].position.sequence >> 32 > changes[0].position.sequence >> 32,
+        "the second change is in a later file: {:?}",
+        changes
+            .iter()
+            .map(|change| change.position)
+            .collect::<Vec<_>>()
+    );
+    capture.acknowledge(changes[0].position).unwrap();
+    drop(capture);
+    let mut capture = installed(&db, "customers");
+    let rest = read_n(&mut capture, changes[0].position, 1);
+    assert_eq!(rest[0].key["id"], Value::Integer(2));
+    assert_eq!(rest[0].position, changes[1].position);
+}
