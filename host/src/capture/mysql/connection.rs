@@ -75,6 +75,9 @@ fn driver_url(url: &str) -> String {
     }
 }
 
+/// How long a session may sit unused before it is pinged (and replaced if gone).
+const IDLE_PING: Duration = Duration::from_secs(60);
+
 /// Longest a statement may wait for the server before the side counts as unavailable.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -145,6 +148,9 @@ pub(crate) fn connect(options: &MysqlOptions) -> Result<Conn, SideError> {
 pub(crate) struct MySession {
     pub(crate) options: MysqlOptions,
     conn: Option<Conn>,
+    /// When the connection was last used: one idle for long may have been closed by
+    /// the server (`wait_timeout`), so it is pinged before use.
+    last_used: std::time::Instant,
     tables: HashMap<String, Arc<MysqlTable>>,
     /// How many connections were made.
     pub(crate) connected: u64,
@@ -155,6 +161,7 @@ impl MySession {
         MySession {
             options,
             conn: None,
+            last_used: std::time::Instant::now(),
             tables: HashMap::new(),
             connected: 0,
         }
@@ -167,6 +174,13 @@ impl MySession {
 
     /// The connection, connecting first if needed.
     pub(crate) fn conn(&mut self) -> Result<&mut Conn, SideError> {
+        if self.last_used.elapsed() >= IDLE_PING
+            && let Some(conn) = &mut self.conn
+            && conn.ping().is_err()
+        {
+            self.conn = None;
+        }
+        self.last_used = std::time::Instant::now();
         if self.conn.is_none() {
             self.conn = Some(connect(&self.options)?);
             self.tables.clear();
