@@ -28,6 +28,7 @@ use mysql::prelude::Queryable;
 use mysql::{BinlogRequest, BinlogStream, Conn, OptsBuilder, Value as MyValue};
 
 use super::connection::{MysqlOptions, classify, connect_opts};
+use super::values::{Family, family_of_type};
 use crate::capture::{Position, SideError};
 use crate::change::ChangeOp;
 
@@ -51,6 +52,8 @@ pub(crate) struct RawChange {
     /// The column names, in value order, when the log carries them
     /// (`binlog_row_metadata = FULL`); otherwise values are by position in the table.
     pub(crate) columns: Option<Arc<[String]>>,
+    /// The logged column types, in value order, when the log names no columns.
+    pub(crate) families: Option<Arc<[Family]>>,
     /// Seconds since the epoch of the transaction's start.
     pub(crate) committed_at: u32,
 }
@@ -338,6 +341,15 @@ fn read_log(
                 }
                 let captured = start.tables.contains(&table);
                 let mut columns: Option<Option<Arc<[String]>>> = None;
+                let families: Arc<[Family]> = (0..table_map.columns_count())
+                    .map(|at| {
+                        table_map
+                            .get_column_type(at as usize)
+                            .ok()
+                            .flatten()
+                            .map_or(Family::Other, family_of_type)
+                    })
+                    .collect();
                 for row in rows_event.rows(table_map) {
                     let position = Position::new(current.start, current.index);
                     current.index += 1;
@@ -361,6 +373,10 @@ fn read_log(
                             before,
                             after,
                             columns: columns.clone().flatten(),
+                            families: columns
+                                .as_ref()
+                                .is_some_and(Option::is_none)
+                                .then(|| families.clone()),
                             committed_at: current.committed_at,
                         }),
                         Err(message) => {

@@ -5,7 +5,8 @@
 //! `scripts/servers-setup.sh`) the log names each row's columns and values are matched
 //! by name, so rows logged before an `ALTER TABLE` still read right (a column dropped
 //! since is left out of the image); without it they are matched by position, and a row
-//! whose column count no longer matches the table is [`SideError::Unreadable`].
+//! whose column count or logged column types no longer fit the table is
+//! [`SideError::Unreadable`] (two columns of one type swapped cannot be told apart).
 //!
 //! # What is kept in the side's database
 //!
@@ -482,7 +483,15 @@ impl MysqlCapture {
         // by position, which needs the table to have as many columns as the row.
         let fits = |table: &MysqlTable| match &raw.columns {
             Some(names) => names.iter().all(|name| table.schema.column(name).is_some()),
-            None => table.codecs.len() == width,
+            None => {
+                table.codecs.len() == width
+                    && raw.families.as_ref().is_none_or(|families| {
+                        families
+                            .iter()
+                            .zip(&table.codecs)
+                            .all(|(family, codec)| codec.fits(*family))
+                    })
+            }
         };
         if !fits(&table) {
             self.session.forget_tables();
@@ -499,13 +508,13 @@ impl MysqlCapture {
                         .position(|column| column.name == *name)
                 })
                 .collect(),
-            None if table.codecs.len() == width => (0..width).map(Some).collect(),
+            None if fits(&table) => (0..width).map(Some).collect(),
             None => {
                 return Err(unreadable(format!(
-                    "a row of {} with {width} values, but the table has {} columns now: its \
-                     definition changed after the change was made, and the log names no \
-                     columns (set binlog_row_metadata = FULL, and columns are matched by \
-                     name)",
+                    "a row of {} with {width} values that do not fit the table's {} columns \
+                     now: its definition changed after the change was made, and the log \
+                     names no columns (set binlog_row_metadata = FULL, and columns are \
+                     matched by name)",
                     raw.table,
                     table.codecs.len()
                 )));

@@ -63,6 +63,30 @@ pub(crate) enum Codec {
 }
 
 impl Codec {
+    /// Whether a binlog value of `family` can be this column's.
+    pub(crate) fn fits(&self, family: Family) -> bool {
+        matches!(
+            (self, family),
+            (_, Family::Other)
+                | (Codec::Other, _)
+                | (
+                    Codec::Boolean | Codec::Integer { .. } | Codec::Year,
+                    Family::Integer
+                )
+                | (Codec::Decimal, Family::Decimal)
+                | (Codec::Float, Family::Float)
+                | (
+                    Codec::Text | Codec::Json | Codec::Enum(_) | Codec::Set(_),
+                    Family::String
+                )
+                | (Codec::Bytes, Family::String | Family::Bit)
+                | (Codec::Date, Family::Date)
+                | (Codec::DateTime, Family::DateTime)
+                | (Codec::Instant, Family::Timestamp)
+                | (Codec::Time, Family::Time)
+        )
+    }
+
     /// The kind of values the column holds.
     pub(crate) fn kind(&self) -> ValueKind {
         match self {
@@ -77,6 +101,50 @@ impl Codec {
             Codec::DateTime | Codec::Instant => ValueKind::Timestamp,
             Codec::Other => ValueKind::Any,
         }
+    }
+}
+
+/// What a binlog column type says about a column, coarsely: enough to tell that a row
+/// logged before an `ALTER TABLE` no longer fits the table's columns by position, when
+/// the log does not name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Integer,
+    Decimal,
+    Float,
+    String,
+    Date,
+    DateTime,
+    Timestamp,
+    Time,
+    Bit,
+    Other,
+}
+
+/// The family of a binlog column type (the real type, for ENUM and SET).
+pub(crate) fn family_of_type(column_type: mysql::consts::ColumnType) -> Family {
+    use mysql::consts::ColumnType::*;
+    match column_type {
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG | MYSQL_TYPE_YEAR => Family::Integer,
+        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Family::Decimal,
+        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => Family::Float,
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_JSON
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET => Family::String,
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Family::Date,
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => Family::DateTime,
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => Family::Timestamp,
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => Family::Time,
+        MYSQL_TYPE_BIT => Family::Bit,
+        _ => Family::Other,
     }
 }
 
@@ -425,6 +493,10 @@ mod tests {
             codec_of("geometry", "geometry", false).kind(),
             ValueKind::Any
         );
+        assert!(Codec::Decimal.fits(Family::Decimal));
+        assert!(Codec::Bytes.fits(Family::Bit));
+        assert!(!Codec::Date.fits(Family::String));
+        assert!(!Codec::Instant.fits(Family::DateTime));
     }
 
     #[test]
