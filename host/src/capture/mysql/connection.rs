@@ -189,11 +189,6 @@ impl MySession {
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// The server's id of this session's connection (for `KILL`).
-    pub(crate) fn connection_id(&mut self) -> Result<u32, SideError> {
-        Ok(self.conn()?.connection_id())
-    }
-
     /// Runs `work` on the connection; a fault that makes it unusable drops it.
     pub(crate) fn run<T>(
         &mut self,

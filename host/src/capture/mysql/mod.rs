@@ -593,11 +593,6 @@ impl MysqlCapture {
             .back()
             .is_some_and(|(position, _)| *position > after)
     }
-
-    /// The database connection id of this capture's session (not the binlog reader's).
-    pub fn connection_id(&mut self) -> Result<u32, SideError> {
-        self.session.connection_id()
-    }
 }
 
 impl CaptureStream for MysqlCapture {
