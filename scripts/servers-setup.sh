@@ -4,8 +4,9 @@
 # what is not already as needed.
 #
 # - PostgreSQL: wal_level=logical (logical decoding for capture), through ALTER SYSTEM.
-# - MariaDB: the binary log on, in ROW format, with a server id (binlog capture), through
-#   /etc/mysql/conf.d/dualwrite.cnf.
+# - MariaDB: the binary log on, in ROW format, with a server id (binlog capture), and
+#   column names in the log's table maps (binlog_row_metadata = FULL, so capture reads
+#   rows logged before an ALTER TABLE by name), through /etc/mysql/conf.d/dualwrite.cnf.
 #
 # Called by .ci/run and by the tests that need the servers (dualwrite-tests' `servers`
 # support); safe to run any number of times, also concurrently (a lock serializes runs;
@@ -63,7 +64,7 @@ start_mariadb() {
 setup_mariadb() {
     local conf=/etc/mysql/conf.d/dualwrite.cnf
     local wanted
-    wanted=$'# Written by dualwrite scripts/servers-setup.sh: binlog capture needs these.\n[mysqld]\nlog_bin = mysql-bin\nbinlog_format = ROW\nbinlog_row_image = FULL\nserver_id = 1\n'
+    wanted=$'# Written by dualwrite scripts/servers-setup.sh: binlog capture needs these.\n[mysqld]\nlog_bin = mysql-bin\nbinlog_format = ROW\nbinlog_row_image = FULL\nserver_id = 1\nloose-binlog_row_metadata = FULL\n'
     local changed=0
     mkdir -p /etc/mysql/conf.d
     if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "${wanted%$'\n'}" ]; then
@@ -89,6 +90,13 @@ setup_mariadb() {
         [ "$state" = "ON ROW 1" ] || { log "MariaDB settings are still $state"; exit 1; }
     elif [ "$changed" = 1 ]; then
         log "MariaDB configuration written; the running server already has it"
+    fi
+    # Dynamic (MariaDB 10.5+): set on the running server too, no restart needed.
+    local metadata
+    metadata=$(my_query "SELECT @@GLOBAL.binlog_row_metadata" 2>/dev/null || echo unsupported)
+    if [ "$metadata" != FULL ] && [ "$metadata" != unsupported ]; then
+        log "MariaDB: binlog_row_metadata=FULL (was $metadata)"
+        my_query "SET GLOBAL binlog_row_metadata = 'FULL'"
     fi
 }
 

@@ -70,6 +70,11 @@ conflict = {{ policy = "side-wins", winner = "erp" }}
 {extra}
 "#
         );
+        self.run_check(&config)
+    }
+
+    /// Writes `config` as the deployment's file and runs `dualwrite check --json`.
+    fn run_check(&self, config: &str) -> (i32, Vec<Json>) {
         let path = self.dir.path().join("dualwrite.toml");
         std::fs::write(&path, config).expect("config");
         let output = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
@@ -87,6 +92,29 @@ conflict = {{ policy = "side-wins", winner = "erp" }}
         let findings = answer["findings"].as_array().expect("findings").clone();
         assert_eq!(answer["ok"], findings.is_empty());
         (output.status.code().expect("exit code"), findings)
+    }
+
+    /// Like [`check`](Self::check) with both sides' sections given (`[sides.erp]`
+    /// first, then its lines, `[sides.crm]` and its lines).
+    fn check_sides(&self, sides: &str, map: &str) -> (i32, Vec<Json>) {
+        let (erp, crm) = sides.split_once("\n[sides.crm]\n").expect("both sides");
+        let config = format!(
+            r#"
+data_dir = "state"
+plugins_dir = "plugins"
+
+[sides.erp]
+{erp}
+
+[sides.crm]
+{crm}
+
+[maps.customer-groups]
+{map}
+conflict = {{ policy = "side-wins", winner = "erp" }}
+"#
+        );
+        self.run_check(&config)
     }
 
     fn path(&self) -> &Path {
@@ -300,4 +328,34 @@ fn side_faults_have_their_codes() {
         .client()
         .batch_execute("DROP ROLE dw_check_norepl")
         .expect("drop role");
+
+    // MariaDB: a sound database with the CRM's table passes; a user without the
+    // replication grants is named.
+    let maria = servers::MyDatabase::create("check_cli");
+    // MariaDB keys need bounded text.
+    maria.exec(&CRM_TABLE.replace("TEXT", "VARCHAR(64)"));
+    let maria_crm = |user: &str| {
+        format!(
+            "connector = \"mariadb\"\nurl = \"{}\"",
+            maria
+                .url
+                .replacen("mysql://root@", &format!("mysql://{user}@"), 1)
+        )
+    };
+    let crm_on_maria = format!("{SQLITE_ERP}\n[sides.crm]\n{}", maria_crm("root"));
+    let sound = Deployment::sound();
+    let (code, findings) = sound.check_sides(&crm_on_maria, GROUPS);
+    assert_eq!((code, findings.len()), (0, 0), "{findings:#?}");
+    maria.exec(
+        "DROP USER IF EXISTS 'dw_check_plain'@'%'; CREATE USER 'dw_check_plain'@'%'; \
+         DROP USER IF EXISTS 'dw_check_plain'@'localhost'; CREATE USER 'dw_check_plain'@'localhost'",
+    );
+    maria.exec(&format!(
+        "GRANT ALL ON `{}`.* TO 'dw_check_plain'@'%'; GRANT ALL ON `{}`.* TO 'dw_check_plain'@'localhost'",
+        maria.name, maria.name
+    ));
+    let plain = format!("{SQLITE_ERP}\n[sides.crm]\n{}", maria_crm("dw_check_plain"));
+    let (_, findings) = sound.check_sides(&plain, GROUPS);
+    maria.exec("DROP USER 'dw_check_plain'@'%'; DROP USER 'dw_check_plain'@'localhost'");
+    only(&findings, "mysql.missing_privilege", "dw_check_plain");
 }

@@ -726,6 +726,8 @@ fn the_demo_runs_a_declarative_map() {
             duration: Some(Duration::from_secs(2)),
             edit_rate: 50,
             admin_listen: None,
+            erp: None,
+            crm: None,
         },
         &runtime,
     )

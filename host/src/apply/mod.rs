@@ -16,8 +16,9 @@
 //! [`ApplyBatch::table_schema`] introspects a table so a map can be checked against it
 //! ([`TableSchema::check_map`]) before anything runs.
 //!
-//! Connectors: [`sqlite`], [`postgres`].
+//! Connectors: [`sqlite`], [`postgres`], [`mysql`] (MariaDB and MySQL).
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 

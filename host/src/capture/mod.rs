@@ -18,9 +18,12 @@
 //! write the target refused and a map that does not fit the table.
 //!
 //! Connectors: [`sqlite`] (triggers into a change-log table; also the shared SQLite
-//! plumbing used by [`crate::apply::sqlite`]) and [`postgres`] (logical decoding with
-//! pgoutput; also the shared PostgreSQL plumbing used by [`crate::apply::postgres`]).
+//! plumbing used by [`crate::apply::sqlite`]), [`postgres`] (logical decoding with
+//! pgoutput; also the shared PostgreSQL plumbing used by [`crate::apply::postgres`])
+//! and [`mysql`] (MariaDB/MySQL: the row-format binary log; also the shared plumbing
+//! used by [`crate::apply::mysql`]).
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 

@@ -1,6 +1,7 @@
 //! Health checks of a deployment, run by `dualwrite check` before (or instead of)
 //! starting it: the config, every plugin, every side's connectivity, permissions and
-//! capture prerequisites, and every map's tables, columns and keys on both sides.
+//! capture prerequisites (PostgreSQL's `wal_level` and REPLICATION, MariaDB's ROW
+//! binary log and replication grants), and every map's tables, columns and keys on both sides.
 //!
 //! Each problem is a [`Finding`] with a stable code (greppable, documented in
 //! [`CODES`]), a one-line message naming what is wrong and where, and a fix. The checks
@@ -14,8 +15,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::apply::ApplyBatch;
+use crate::apply::mysql::MysqlWriter;
 use crate::apply::postgres::PostgresWriter;
 use crate::apply::sqlite::SqliteWriter;
+use crate::capture::mysql::{MysqlCapture, MysqlOptions};
 use crate::capture::postgres::{PostgresOptions, check_capture_prerequisites};
 use crate::capture::sqlite::SqliteOptions;
 use crate::capture::{SchemaError, SideError};
@@ -183,14 +186,26 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
                     }
                 }
             }
-            Connector::MariaDb(_) => {
-                findings.push(Finding::new(
-                    "side.unreachable",
-                    &subject,
-                    "the mariadb connector is not available in this version",
-                    "use a sqlite or postgres side",
-                ));
-                None
+            Connector::MariaDb(server) => {
+                let mut options = MysqlOptions::new(server.url.clone(), &side.name);
+                if let Some(secret) = &server.password {
+                    match secret.read() {
+                        Ok(password) => options.password = Some(password),
+                        Err(error) => findings.push(Finding::new(
+                            "config.invalid",
+                            &subject,
+                            format!("reading the password from ${}: {error}", secret.var),
+                            format!("set the environment variable {}", secret.var),
+                        )),
+                    }
+                }
+                match MysqlCapture::open(options.clone()).check_prerequisites() {
+                    Ok(()) => Some(Box::new(MysqlWriter::open(options))),
+                    Err(error) => {
+                        findings.push(side_finding(&subject, &error));
+                        None
+                    }
+                }
             }
         };
         writers.push((side.name.clone(), writer));

@@ -1,5 +1,6 @@
-//! `dualwrite demo`: the standard maps on two seeded SQLite databases, initial sync with
-//! progress, then live sync both ways while a generator edits both sides.
+//! `dualwrite demo`: the standard maps on two seeded databases (SQLite files, or
+//! PostgreSQL/MariaDB servers given by URL), initial sync with progress, then live sync
+//! both ways while a generator edits both sides.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,15 @@ pub(super) struct DemoArgs {
     /// Do not serve the admin API.
     #[arg(long)]
     no_admin: bool,
+    /// The ERP side on a server instead of an SQLite file: `postgres://user@host/db` or
+    /// `mysql://user@host/db` (a scratch database: the demo's tables are dropped and
+    /// made again; a password comes from DUALWRITE_ERP_PASSWORD).
+    #[arg(long)]
+    erp: Option<String>,
+    /// The CRM side on a server instead of an SQLite file (password from
+    /// DUALWRITE_CRM_PASSWORD).
+    #[arg(long)]
+    crm: Option<String>,
 }
 
 pub(super) fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -49,6 +59,8 @@ pub(super) fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             duration: (args.seconds > 0).then(|| Duration::from_secs(args.seconds)),
             edit_rate: args.rate,
             admin_listen: (!args.no_admin).then_some(args.admin_listen),
+            erp: args.erp.clone(),
+            crm: args.crm.clone(),
         },
         &runtime,
     )?;

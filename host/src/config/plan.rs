@@ -90,9 +90,6 @@ impl SidePlan {
 
 /// How a side is reached.
 ///
-/// The file accepts PostgreSQL and MariaDB sides so that their settings are validated
-/// (no password in the file, the variable set); the engine refuses them until their
-/// connectors exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connector {
     /// An SQLite database file, shared with the application that owns it.
@@ -102,7 +99,7 @@ pub enum Connector {
     },
     /// A PostgreSQL server.
     Postgres(ServerConnection),
-    /// A MariaDB or MySQL server.
+    /// A MariaDB or MySQL server (`connector = "mariadb"` or `"mysql"`).
     MariaDb(ServerConnection),
 }
 

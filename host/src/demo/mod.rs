@@ -1,6 +1,8 @@
-//! `dualwrite demo`: an ERP-like and a CRM-like SQLite database shaped after the
-//! standard dual-write maps, seeded with realistic data, merged by initial sync, then
-//! kept in step while a generator edits both sides.
+//! `dualwrite demo`: an ERP-like and a CRM-like database shaped after the standard
+//! dual-write maps, seeded with realistic data, merged by initial sync, then kept in
+//! step while a generator edits both sides. Each side is an SQLite file in the demo
+//! folder unless a server URL is given ([`store`]: `--erp postgres://...`, `--crm
+//! mysql://...`).
 //!
 //! The tables are made from the plugins' own descriptions (every declared field becomes
 //! a column of the matching SQL type; the declared key becomes the primary key), so the
@@ -10,8 +12,10 @@
 //! changed (so the initial sync has rows to merge, the ERP as master), plus CRM-only
 //! accounts.
 
+pub mod mysql;
 pub mod postgres;
 pub mod seed;
+pub mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,11 @@ pub struct DemoOptions {
     pub edit_rate: u32,
     /// Where the admin API is served during live sync; `None` for no admin API.
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// The ERP side's server URL (`postgres://`, `mysql://`, `mariadb://`); `None` for
+    /// an SQLite file in `dir`.
+    pub erp: Option<String>,
+    /// The CRM side's server URL; `None` for an SQLite file in `dir`.
+    pub crm: Option<String>,
 }
 
 /// One map of the demo: its name and plugin file. In dependency order.
@@ -141,21 +150,31 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
         });
     }
 
-    let erp_path = options.dir.join("erp.db");
-    let crm_path = options.dir.join("crm.db");
-    for (path, side) in [(&erp_path, Side::Erp), (&crm_path, Side::Crm)] {
-        create_tables(path, side, &maps)?;
+    let erp = store::DemoStore::new(options.erp.as_deref(), &options.dir, Side::Erp)?;
+    let crm = store::DemoStore::new(options.crm.as_deref(), &options.dir, Side::Crm)?;
+    for (store, side) in [(&erp, Side::Erp), (&crm, Side::Crm)] {
+        store
+            .create_tables(side, &maps)
+            .with_context(|| format!("making the {side} tables in {}", store.describe()))?;
     }
-    eprintln!("seeding {} customers ...", options.customers);
-    let seeded = seed::seed(&maps, &erp_path, &crm_path, options.customers)?;
+    eprintln!(
+        "seeding {} customers (ERP: {}, CRM: {}) ...",
+        options.customers,
+        erp.describe(),
+        crm.describe()
+    );
+    let seeded = seed::seed(&maps, &erp, &crm, options.customers)?;
     eprintln!(
         "seeded: ERP {} rows, CRM {} rows (of which {} differ from the ERP and {} are CRM-only)",
         seeded.erp_rows, seeded.crm_rows, seeded.crm_changed, seeded.crm_only
     );
 
     let config_path = options.dir.join("dualwrite.toml");
-    std::fs::write(&config_path, config_text(&maps, &options.plugins_dir))
-        .with_context(|| format!("writing {}", config_path.display()))?;
+    std::fs::write(
+        &config_path,
+        config_text(&maps, &options.plugins_dir, &erp, &crm),
+    )
+    .with_context(|| format!("writing {}", config_path.display()))?;
     let plan = crate::config::load(&config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let mut engine = Engine::open(&plan, runtime, EngineOptions::default())?;
 
@@ -218,8 +237,7 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
         &mut engine,
         operations.as_mut(),
         options,
-        &erp_path,
-        &crm_path,
+        (&erp, &crm),
         &config_path,
     )
 }
@@ -315,13 +333,19 @@ pub fn create_entity_tables(
     Ok(())
 }
 
-fn config_text(maps: &[DemoMap], plugins_dir: &Path) -> String {
+fn config_text(
+    maps: &[DemoMap],
+    plugins_dir: &Path,
+    erp: &store::DemoStore,
+    crm: &store::DemoStore,
+) -> String {
     let names: Vec<&str> = maps.iter().map(|map| map.name).collect();
     let mut text = format!(
         "# Written by `dualwrite demo`.\ndata_dir = \"state\"\nplugins_dir = {:?}\n\n\
-         [sides.erp]\nconnector = \"sqlite\"\npath = \"erp.db\"\n\n\
-         [sides.crm]\nconnector = \"sqlite\"\npath = \"crm.db\"\n",
-        plugins_dir.display().to_string()
+         [sides.erp]\n{}\n[sides.crm]\n{}",
+        plugins_dir.display().to_string(),
+        erp.config(Side::Erp),
+        crm.config(Side::Crm)
     );
     for map in maps {
         let depends: Vec<String> = map
@@ -364,8 +388,7 @@ fn live(
     engine: &mut Engine,
     mut operations: Option<&mut crate::admin::Operations>,
     options: &DemoOptions,
-    erp_path: &Path,
-    crm_path: &Path,
+    (erp, crm): (&store::DemoStore, &store::DemoStore),
     config_path: &Path,
 ) -> anyhow::Result<()> {
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -373,7 +396,7 @@ fn live(
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("installing the Ctrl-C handler")?;
     let edits = Arc::new(AtomicU64::new(0));
-    let generator = seed::Generator::new(erp_path, crm_path, options.customers)?;
+    let generator = seed::Generator::new(erp, crm, options.customers)?;
     let generator_thread = {
         let shutdown = shutdown.clone();
         let edits = edits.clone();
@@ -389,7 +412,7 @@ fn live(
             None => "; Ctrl-C stops".to_owned(),
         }
     );
-    let lag = LagProbe::open(erp_path, crm_path)?;
+    let lag = LagProbe::open(erp.sqlite_path(), crm.sqlite_path())?;
     let started = Instant::now();
     let mut last = Instant::now();
     // Rates count from here: the initial sync's writes are not live traffic.
@@ -478,17 +501,18 @@ fn total(counters: &[(String, MapCounters)]) -> MapCounters {
         })
 }
 
-/// Reads how old the oldest not-yet-synced change of each side is: the sync lag.
+/// Reads how old the oldest not-yet-synced change of each SQLite side is: the sync
+/// lag (a server side, whose change log is its server's, shows 0).
 struct LagProbe {
-    erp: rusqlite::Connection,
-    crm: rusqlite::Connection,
+    erp: Option<rusqlite::Connection>,
+    crm: Option<rusqlite::Connection>,
 }
 
 impl LagProbe {
-    fn open(erp: &Path, crm: &Path) -> anyhow::Result<LagProbe> {
+    fn open(erp: Option<&Path>, crm: Option<&Path>) -> anyhow::Result<LagProbe> {
         Ok(LagProbe {
-            erp: rusqlite::Connection::open(erp)?,
-            crm: rusqlite::Connection::open(crm)?,
+            erp: erp.map(rusqlite::Connection::open).transpose()?,
+            crm: crm.map(rusqlite::Connection::open).transpose()?,
         })
     }
 
@@ -496,6 +520,9 @@ impl LagProbe {
         let db = match side {
             Side::Erp => &self.erp,
             Side::Crm => &self.crm,
+        };
+        let Some(db) = db else {
+            return 0;
         };
         let oldest: Option<i64> = db
             .query_row("SELECT min(at) FROM _dualwrite_changes", [], |row| {

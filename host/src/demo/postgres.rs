@@ -28,6 +28,16 @@ pub fn column_type(kind: ValueKind) -> &'static str {
 pub fn create_tables(url: &str, side: Side, maps: &[DemoMap]) -> anyhow::Result<()> {
     let mut client = postgres::Client::connect(url, postgres::NoTls)
         .with_context(|| format!("connecting to {url}"))?;
+    create_tables_with(&mut client, url, side, maps)
+}
+
+/// Creates the `side` table of each map through `client`, connected to `url`.
+pub fn create_tables_with(
+    client: &mut postgres::Client,
+    url: &str,
+    side: Side,
+    maps: &[DemoMap],
+) -> anyhow::Result<()> {
     for map in maps {
         let entity = map.descriptor.entity(side);
         let columns: Vec<String> = entity

@@ -1,12 +1,12 @@
 //! Demo data: the seed of both sides, and the generator of live edits.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{DemoMap, to_crm, write_rows};
+use super::store::{AppConnection, DemoStore};
+use super::{DemoMap, to_crm};
 use crate::apply::RowWrite;
 use crate::capture::RowImage;
 use crate::change::{Side, Value, ValueKind};
@@ -264,8 +264,8 @@ fn erp_rows(map: &DemoMap, customers: usize, crm_only: usize, dice: &mut Dice) -
 /// Seeds both sides; see the module doc of `demo`.
 pub(crate) fn seed(
     maps: &[DemoMap],
-    erp_path: &Path,
-    crm_path: &Path,
+    erp: &DemoStore,
+    crm: &DemoStore,
     customers: usize,
 ) -> anyhow::Result<Seeded> {
     let mut dice = Dice::new(0x5EED);
@@ -302,7 +302,7 @@ pub(crate) fn seed(
                 )
             })
             .collect();
-        write_rows(erp_path, &erp_writes)
+        erp.write(Side::Erp, &erp_writes)
             .with_context(|| format!("seeding {} on the ERP side", map.descriptor.erp.entity))?;
         seeded.erp_rows += erp_writes.len();
 
@@ -332,32 +332,32 @@ pub(crate) fn seed(
                 crm_row,
             ));
         }
-        write_rows(crm_path, &crm_writes)
+        crm.write(Side::Crm, &crm_writes)
             .with_context(|| format!("seeding {} on the CRM side", map.descriptor.crm.entity))?;
         seeded.crm_rows += crm_writes.len();
     }
     Ok(seeded)
 }
 
-/// Edits both sides like two busy applications would.
+/// Edits both sides like two busy applications would, with plain SQL on connections of
+/// their own (so the edits are captured like any application's).
 pub(crate) struct Generator {
-    erp: rusqlite::Connection,
-    crm: rusqlite::Connection,
+    erp: AppConnection,
+    crm: AppConnection,
     customers: usize,
     dice: Dice,
     next_new: usize,
 }
 
 impl Generator {
-    pub(crate) fn new(erp: &Path, crm: &Path, customers: usize) -> anyhow::Result<Generator> {
-        let open = |path: &Path| -> anyhow::Result<rusqlite::Connection> {
-            let db = rusqlite::Connection::open(path)?;
-            db.busy_timeout(Duration::from_secs(5))?;
-            Ok(db)
-        };
+    pub(crate) fn new(
+        erp: &DemoStore,
+        crm: &DemoStore,
+        customers: usize,
+    ) -> anyhow::Result<Generator> {
         Ok(Generator {
-            erp: open(erp)?,
-            crm: open(crm)?,
+            erp: erp.application(Side::Erp)?,
+            crm: crm.application(Side::Crm)?,
             customers,
             dice: Dice::new(0xED17),
             next_new: customers + customers / 20 + 1,
@@ -375,16 +375,52 @@ impl Generator {
                 continue;
             }
             if let Err(error) = self.edit() {
-                tracing::warn!("demo generator: {error}");
+                tracing::warn!("demo generator: {error:#}");
             }
             made += 1;
             edits.store(made, Ordering::Relaxed);
         }
     }
 
-    fn edit(&mut self) -> rusqlite::Result<()> {
+    /// `UPDATE table SET set... WHERE key...` on `side`, quoted for its store.
+    fn update(
+        &mut self,
+        side: Side,
+        table: &str,
+        set: &[(&str, &str)],
+        key: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let db = match side {
+            Side::Erp => &mut self.erp,
+            Side::Crm => &mut self.crm,
+        };
+        let pairs = |pairs: &[(&str, &str)], glue: &str| {
+            pairs
+                .iter()
+                .map(|(column, value)| format!("{} = {}", db.ident(column), db.literal(value)))
+                .collect::<Vec<_>>()
+                .join(glue)
+        };
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {}",
+            db.ident(table),
+            pairs(set, ", "),
+            pairs(key, " AND ")
+        );
+        db.run(&sql)
+    }
+
+    fn edit(&mut self) -> anyhow::Result<()> {
         let index = self.dice.below(self.customers);
         let (row_company, row_account) = (company(index), account(index));
+        let erp_key = [
+            ("DATAAREAID", row_company),
+            ("CUSTOMERACCOUNT", row_account.as_str()),
+        ];
+        let crm_key = [
+            ("msdyn_company", row_company),
+            ("accountnumber", row_account.as_str()),
+        ];
         let roll = self.dice.below(100);
         let limit = format!(
             "{}.{:02}",
@@ -393,50 +429,90 @@ impl Generator {
         );
         match roll {
             0..40 => {
-                self.erp.execute(
-                    "UPDATE CustCustomerV3Entity SET CREDITLIMIT = ?1, SALESMEMO = ?2 \
-                     WHERE DATAAREAID = ?3 AND CUSTOMERACCOUNT = ?4",
-                    rusqlite::params![
-                        limit,
-                        format!("ERP edit {}", self.dice.next() % 10_000),
-                        row_company,
-                        row_account
-                    ],
+                let memo = format!("ERP edit {}", self.dice.next() % 10_000);
+                self.update(
+                    Side::Erp,
+                    "CustCustomerV3Entity",
+                    &[("CREDITLIMIT", &limit), ("SALESMEMO", &memo)],
+                    &erp_key,
                 )?;
             }
             40..65 => {
-                self.crm.execute(
-                    "UPDATE accounts SET description = ?1, msdyn_creditrating = ?2 \
-                     WHERE msdyn_company = ?3 AND accountnumber = ?4",
-                    rusqlite::params![
-                        format!("CRM edit {}", self.dice.next() % 10_000),
-                        ["A", "B", "C"][self.dice.below(3)],
-                        row_company,
-                        row_account
+                let description = format!("CRM edit {}", self.dice.next() % 10_000);
+                let rating = ["A", "B", "C"][self.dice.below(3)];
+                self.update(
+                    Side::Crm,
+                    "accounts",
+                    &[
+                        ("description", &description),
+                        ("msdyn_creditrating", rating),
                     ],
+                    &crm_key,
                 )?;
             }
             65..75 => {
                 // The same row on both sides, close together: a conflict for the policy.
-                self.erp.execute(
-                    "UPDATE CustCustomerV3Entity SET SALESMEMO = ?1 WHERE DATAAREAID = ?2 AND CUSTOMERACCOUNT = ?3",
-                    rusqlite::params!["ERP side of a conflict", row_company, row_account],
+                self.update(
+                    Side::Erp,
+                    "CustCustomerV3Entity",
+                    &[("SALESMEMO", "ERP side of a conflict")],
+                    &erp_key,
                 )?;
-                self.crm.execute(
-                    "UPDATE accounts SET description = ?1 WHERE msdyn_company = ?2 AND accountnumber = ?3",
-                    rusqlite::params!["CRM side of a conflict", row_company, row_account],
+                self.update(
+                    Side::Crm,
+                    "accounts",
+                    &[("description", "CRM side of a conflict")],
+                    &crm_key,
                 )?;
             }
             75..90 => {
                 let new = self.next_new;
                 self.next_new += 1;
-                self.erp.execute(
-                    "INSERT INTO CustCustomerV3Entity (DATAAREAID, CUSTOMERACCOUNT, CREDITLIMIT, \
-                     SALESCURRENCYCODE, SALESMEMO, CREDITLIMITISMANDATORY, CUSTOMERGROUPID, \
-                     INVOICEACCOUNT, ISONETIMECUSTOMER, ONHOLDSTATUS, PAYMENTTERMS, PARTYTYPE) \
-                     VALUES (?1, ?2, ?3, 'USD', 'New customer', 'no', '10', ?2, 'no', 'no', 'Net30', 'Organization')",
-                    rusqlite::params![company(new), account(new), limit],
-                )?;
+                let db = &mut self.erp;
+                let columns = [
+                    "DATAAREAID",
+                    "CUSTOMERACCOUNT",
+                    "CREDITLIMIT",
+                    "SALESCURRENCYCODE",
+                    "SALESMEMO",
+                    "CREDITLIMITISMANDATORY",
+                    "CUSTOMERGROUPID",
+                    "INVOICEACCOUNT",
+                    "ISONETIMECUSTOMER",
+                    "ONHOLDSTATUS",
+                    "PAYMENTTERMS",
+                    "PARTYTYPE",
+                ];
+                let account = account(new);
+                let values = [
+                    company(new),
+                    account.as_str(),
+                    limit.as_str(),
+                    "USD",
+                    "New customer",
+                    "no",
+                    "10",
+                    account.as_str(),
+                    "no",
+                    "no",
+                    "Net30",
+                    "Organization",
+                ];
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    db.ident("CustCustomerV3Entity"),
+                    columns
+                        .iter()
+                        .map(|column| db.ident(column))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    values
+                        .iter()
+                        .map(|value| db.literal(value))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                db.run(&sql)?;
             }
             96 => {
                 // A new vendor group now and then (a declarative map: try a filter on
@@ -448,31 +524,62 @@ impl Generator {
                 } else {
                     format!("Suppliers {new}")
                 };
-                self.erp.execute(
-                    "INSERT INTO VendVendorGroup (DATAAREAID, VENDORGROUPID, DESCRIPTION, \
-                     DEFAULTPAYMENTTERMNAME, CLEARINGPERIODPAYMENTTERMNAME) \
-                     VALUES (?1, ?2, ?3, 'Net30', 'Net10')",
-                    rusqlite::params![row_company, format!("V{new}"), description],
-                )?;
+                let group = format!("V{new}");
+                let db = &mut self.erp;
+                let columns = [
+                    "DATAAREAID",
+                    "VENDORGROUPID",
+                    "DESCRIPTION",
+                    "DEFAULTPAYMENTTERMNAME",
+                    "CLEARINGPERIODPAYMENTTERMNAME",
+                ];
+                let values = [
+                    row_company,
+                    group.as_str(),
+                    description.as_str(),
+                    "Net30",
+                    "Net10",
+                ];
+                let sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    db.ident("VendVendorGroup"),
+                    columns
+                        .iter()
+                        .map(|column| db.ident(column))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    values
+                        .iter()
+                        .map(|value| db.literal(value))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                db.run(&sql)?;
             }
             90..96 => {
-                self.crm.execute(
-                    "UPDATE msdyn_customergroups SET msdyn_description = ?1 \
-                     WHERE msdyn_company = ?2 AND msdyn_groupid = ?3",
-                    rusqlite::params![
-                        format!("Group edited in the CRM {}", self.dice.below(100)),
-                        row_company,
-                        GROUPS[self.dice.below(GROUPS.len())].0
-                    ],
+                let description = format!("Group edited in the CRM {}", self.dice.below(100));
+                let group = GROUPS[self.dice.below(GROUPS.len())].0;
+                self.update(
+                    Side::Crm,
+                    "msdyn_customergroups",
+                    &[("msdyn_description", &description)],
+                    &[("msdyn_company", row_company), ("msdyn_groupid", group)],
                 )?;
             }
             _ => {
                 if self.next_new > self.customers + self.customers / 20 + 2 {
                     let gone = self.next_new - 1;
-                    self.erp.execute(
-                        "DELETE FROM CustCustomerV3Entity WHERE DATAAREAID = ?1 AND CUSTOMERACCOUNT = ?2",
-                        rusqlite::params![company(gone), account(gone)],
-                    )?;
+                    let account = account(gone);
+                    let db = &mut self.erp;
+                    let sql = format!(
+                        "DELETE FROM {} WHERE {} = {} AND {} = {}",
+                        db.ident("CustCustomerV3Entity"),
+                        db.ident("DATAAREAID"),
+                        db.literal(company(gone)),
+                        db.ident("CUSTOMERACCOUNT"),
+                        db.literal(&account)
+                    );
+                    db.run(&sql)?;
                 }
             }
         }

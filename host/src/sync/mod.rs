@@ -37,8 +37,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::apply::ApplyBatch;
+use crate::apply::mysql::MysqlWriter;
 use crate::apply::postgres::PostgresWriter;
 use crate::apply::sqlite::SqliteWriter;
+use crate::capture::mysql::{MysqlCapture, MysqlOptions};
 use crate::capture::postgres::{PostgresCapture, PostgresOptions};
 use crate::capture::sqlite::{SqliteCapture, SqliteOptions};
 use crate::capture::{CaptureStream, CaptureTable, CapturedChange, Position, SideError};
@@ -208,10 +210,14 @@ impl Engine {
                         Box::new(PostgresWriter::open(options)),
                     )
                 }
-                Connector::MariaDb(_) => bail!(
-                    "side {}: the mariadb connector is not available in this version",
-                    side.name
-                ),
+                Connector::MariaDb(server) => {
+                    let options = mysql_options(&side.name, server)?;
+                    (
+                        Box::new(MysqlCapture::open(options.clone())),
+                        Box::new(MysqlWriter::open(options.clone())),
+                        Box::new(MysqlWriter::open(options)),
+                    )
+                }
             };
             readers.insert(side.name.clone(), Arc::new(Mutex::new(reader)));
             let Some(&role) = roles.get(&side.name) else {
@@ -897,6 +903,22 @@ fn postgres_options(
     server: &crate::config::ServerConnection,
 ) -> anyhow::Result<PostgresOptions> {
     let mut options = PostgresOptions::new(server.url.clone(), side);
+    if let Some(secret) = &server.password {
+        options.password =
+            Some(secret.read().with_context(|| {
+                format!("side {side}: reading the password from ${}", secret.var)
+            })?);
+    }
+    Ok(options)
+}
+
+/// The MariaDB/MySQL connector's options for side `side`: stream record and marker
+/// named after the side, the password read from its environment variable.
+fn mysql_options(
+    side: &str,
+    server: &crate::config::ServerConnection,
+) -> anyhow::Result<MysqlOptions> {
+    let mut options = MysqlOptions::new(server.url.clone(), side);
     if let Some(secret) = &server.password {
         options.password =
             Some(secret.read().with_context(|| {
