@@ -167,17 +167,7 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
             }
             Connector::Postgres(server) => {
                 let mut options = PostgresOptions::new(server.url.clone(), &side.name);
-                if let Some(secret) = &server.password {
-                    match secret.read() {
-                        Ok(password) => options.password = Some(password),
-                        Err(error) => findings.push(Finding::new(
-                            "config.invalid",
-                            &subject,
-                            format!("reading the password from ${}: {error}", secret.var),
-                            format!("set the environment variable {}", secret.var),
-                        )),
-                    }
-                }
+                options.password = read_password(server, &subject, &mut findings);
                 match check_capture_prerequisites(&options) {
                     Ok(()) => Some(Box::new(PostgresWriter::open(options))),
                     Err(error) => {
@@ -188,17 +178,7 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
             }
             Connector::MariaDb(server) => {
                 let mut options = MysqlOptions::new(server.url.clone(), &side.name);
-                if let Some(secret) = &server.password {
-                    match secret.read() {
-                        Ok(password) => options.password = Some(password),
-                        Err(error) => findings.push(Finding::new(
-                            "config.invalid",
-                            &subject,
-                            format!("reading the password from ${}: {error}", secret.var),
-                            format!("set the environment variable {}", secret.var),
-                        )),
-                    }
-                }
+                options.password = read_password(server, &subject, &mut findings);
                 match MysqlCapture::open(options.clone()).check_prerequisites() {
                     Ok(()) => Some(Box::new(MysqlWriter::open(options))),
                     Err(error) => {
@@ -300,6 +280,28 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// The side's password from its environment variable, if it names one; a variable that
+/// is not set is a finding.
+fn read_password(
+    server: &crate::config::ServerConnection,
+    subject: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<crate::config::Secret> {
+    let secret = server.password.as_ref()?;
+    match secret.read() {
+        Ok(password) => Some(password),
+        Err(error) => {
+            findings.push(Finding::new(
+                "config.invalid",
+                subject,
+                format!("reading the password from ${}: {error}", secret.var),
+                format!("set the environment variable {}", secret.var),
+            ));
+            None
+        }
+    }
 }
 
 /// The finding of a side's error.

@@ -658,6 +658,36 @@ fn read_map(row: &rusqlite::Row<'_>) -> Result<MapStatus, StateError> {
     })
 }
 
+/// Retention of an append-only table (`table`, its time column): removes the rows
+/// before `older_than` and all but the newest `keep_newest` (ids grow by one per row and
+/// only the oldest are ever removed, so the newest N are the top N ids); how many.
+fn prune(
+    conn: &Connection,
+    (table, time_column): (&str, &str),
+    older_than: Option<DateTime<Utc>>,
+    keep_newest: Option<u64>,
+    operation: &'static str,
+) -> Result<u64, StateError> {
+    let mut removed = 0;
+    if let Some(before) = older_than {
+        removed += conn
+            .prepare_cached(&format!("DELETE FROM {table} WHERE {time_column} < ?1"))
+            .during(operation)?
+            .execute([ms(before)])
+            .during(operation)? as u64;
+    }
+    if let Some(keep) = keep_newest {
+        removed += conn
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - ?1"
+            ))
+            .during(operation)?
+            .execute([i64::try_from(keep).unwrap_or(i64::MAX)])
+            .during(operation)? as u64;
+    }
+    Ok(removed)
+}
+
 /// Writes one activity entry; `map_id` is resolved by the caller.
 fn insert_activity(
     tx: &Transaction<'_>,
@@ -1623,28 +1653,13 @@ impl StateStore for SqliteStateStore {
         older_than: Option<DateTime<Utc>>,
         keep_newest: Option<u64>,
     ) -> Result<u64, StateError> {
-        const OPERATION: &str = "pruning the activity log";
-        let inner = self.inner();
-        let mut removed = 0;
-        if let Some(before) = older_than {
-            removed += inner
-                .conn
-                .prepare_cached("DELETE FROM activity WHERE at < ?1")
-                .during(OPERATION)?
-                .execute([ms(before)])
-                .during(OPERATION)? as u64;
-        }
-        if let Some(keep) = keep_newest {
-            removed += inner
-                .conn
-                .prepare_cached(
-                    "DELETE FROM activity WHERE id <= (SELECT max(id) FROM activity) - ?1",
-                )
-                .during(OPERATION)?
-                .execute([i64::try_from(keep).unwrap_or(i64::MAX)])
-                .during(OPERATION)? as u64;
-        }
-        Ok(removed)
+        prune(
+            &self.inner().conn,
+            ("activity", "at"),
+            older_than,
+            keep_newest,
+            "pruning the activity log",
+        )
     }
 
     fn recorded_changes(&self, query: &RecordingQuery) -> Result<Vec<CapturedRecord>, StateError> {
@@ -1685,29 +1700,13 @@ impl StateStore for SqliteStateStore {
         older_than: Option<DateTime<Utc>>,
         keep_newest: Option<u64>,
     ) -> Result<u64, StateError> {
-        const OPERATION: &str = "pruning the recording";
-        let inner = self.inner();
-        let mut removed = 0;
-        if let Some(before) = older_than {
-            removed += inner
-                .conn
-                .prepare_cached("DELETE FROM recorded_changes WHERE recorded_at < ?1")
-                .during(OPERATION)?
-                .execute([ms(before)])
-                .during(OPERATION)? as u64;
-        }
-        if let Some(keep) = keep_newest {
-            removed += inner
-                .conn
-                .prepare_cached(
-                    "DELETE FROM recorded_changes \
-                     WHERE id <= (SELECT max(id) FROM recorded_changes) - ?1",
-                )
-                .during(OPERATION)?
-                .execute([i64::try_from(keep).unwrap_or(i64::MAX)])
-                .during(OPERATION)? as u64;
-        }
-        Ok(removed)
+        prune(
+            &self.inner().conn,
+            ("recorded_changes", "recorded_at"),
+            older_than,
+            keep_newest,
+            "pruning the recording",
+        )
     }
 
     fn save_setting(
