@@ -2,12 +2,11 @@
 //! its admin API (on a free loopback port, with a generated token it prints), and the
 //! real `dualwrite maps`, `pause`, `resume`, `errors`, `activity`, `alerts` calling it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use dualwrite_tests::engine_process::EngineProcess;
 use dualwrite_tests::plugins_dir;
 use rusqlite::Connection;
 
@@ -22,21 +21,7 @@ const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
     msdyn_clearingperiodpaymenttermname TEXT,
     PRIMARY KEY (msdyn_company, msdyn_groupid))";
 
-/// `dualwrite run` in the background; killed when dropped.
-struct Engine {
-    child: Child,
-    url: String,
-    token: String,
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_engine(dir: &Path) -> Engine {
+fn start_engine(dir: &Path) -> EngineProcess {
     for (file, table) in [("erp.db", ERP_TABLE), ("crm.db", CRM_TABLE)] {
         let db = Connection::open(dir.join(file)).expect("create db");
         db.execute_batch(&format!("PRAGMA journal_mode=WAL; {table};"))
@@ -80,49 +65,14 @@ resolve_lookups = false
         ),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .args(["--status-every", "0"])
-        .env("DUALWRITE_CACHE_DIR", dir.join("cache"))
-        .env_remove("DUALWRITE_TOKEN")
-        .env_remove("DUALWRITE_URL")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start dualwrite run");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut url = None;
-    let mut token = None;
-    let started = Instant::now();
-    while url.is_none() || token.is_none() {
-        let line = received
-            .recv_timeout(Duration::from_secs(120).saturating_sub(started.elapsed()))
-            .expect("dualwrite run prints its admin address and token");
-        if let Some(address) = line.strip_prefix("dualwrite: admin API on ") {
-            url = Some(address.trim().to_owned());
-        }
-        if line.starts_with("dualwrite: admin token") {
-            token = line.rsplit(' ').next().map(str::to_owned);
-        }
-    }
-    Engine {
-        child,
-        url: url.expect("url"),
-        token: token.expect("token"),
-    }
+    EngineProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_dualwrite")),
+        &config,
+        &dir.join("cache"),
+    )
 }
 
-fn cli(engine: &Engine, args: &[&str]) -> Output {
+fn cli(engine: &EngineProcess, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dualwrite"))
         .args(args)
         .env("DUALWRITE_URL", &engine.url)

@@ -1,6 +1,8 @@
 //! Shared support for dualwrite's end-to-end tests and benchmarks: where the plugins that
-//! `build.rs` compiled from source live, and the database servers ([`servers`]).
+//! `build.rs` compiled from source live, the database servers ([`servers`]) and a real
+//! `dualwrite run` process ([`engine_process`]).
 
+pub mod engine_process;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

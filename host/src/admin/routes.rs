@@ -927,7 +927,7 @@ async fn activity(
             ApiError::bad_request(format!(
                 "kind: unknown activity kind {name:?} (applied, filtered, echo, no-op, \
                  conflict, error, error-retried, error-resolved, state-change, \
-                 plugin-version, discarded, alert)"
+                 plugin-version, plugin-rejected, discarded, alert)"
             ))
         })?),
     };

@@ -15,7 +15,7 @@ use serde_json::{Value as Json, json};
 
 /// Where the admin API is and how to authenticate.
 #[derive(Debug, Args)]
-pub(super) struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// The admin API's base URL.
     #[arg(long, env = "DUALWRITE_URL", default_value = "http://127.0.0.1:7480")]
     url: String,
@@ -676,6 +676,59 @@ fn record(
 }
 
 /// Columns as text, left-aligned to the widest cell.
+/// `dualwrite plugin rollback MAP [--to ID]`: runs the map on the plugin version (and
+/// config) before the one in force, or on recorded config `to`, through the running
+/// engine's admin API.
+pub(super) fn rollback_plugin(
+    args: &ClientArgs,
+    map: &str,
+    to: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let api = Api::new(args)?;
+    let body = match to {
+        Some(id) => json!({ "to": id }),
+        None => json!({}),
+    };
+    let answer = api.post(
+        &format!("/api/v1/maps/{}/config/rollback", segment(map)),
+        Some(body),
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    }
+    if answer["applied"] == json!(true) {
+        if !args.json {
+            let short = |value: &Json| {
+                value
+                    .as_str()
+                    .unwrap_or("?")
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+            };
+            println!(
+                "{map}: runs plugin {} ({}) again, was {} ({}); record #{}",
+                answer["plugin_version"]["to"].as_str().unwrap_or("?"),
+                short(&answer["plugin_hash"]["to"]),
+                answer["plugin_version"]["from"].as_str().unwrap_or("?"),
+                short(&answer["plugin_hash"]["from"]),
+                answer["record"]
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{map}: the rollback was refused: {} at `{}`",
+            answer["refused"]["message"].as_str().unwrap_or("?"),
+            answer["refused"]["path"].as_str().unwrap_or("")
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|title| title.len()).collect();
     for row in rows {

@@ -1,4 +1,5 @@
-//! `dualwrite plugin check FILE`: validate a plugin file and print what it maps.
+//! `dualwrite plugin check FILE`: validate a plugin file and print what it maps;
+//! `dualwrite plugin rollback MAP`: return a running map to its previous plugin version.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,22 @@ pub(super) enum PluginCommand {
     /// Validate a plugin file (component, supported world, configure, describe) and
     /// print what it maps.
     Check(CheckArgs),
+    /// Run a map on the plugin version it ran before (through the running engine's
+    /// admin API); every version a map ran is kept, so this works after its file was
+    /// overwritten and after a restart.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RollbackArgs {
+    #[command(flatten)]
+    client: super::admin::ClientArgs,
+    /// The map.
+    map: String,
+    /// A recorded plugin config of the map to go back to (`GET
+    /// /api/v1/maps/MAP/config` lists them); default: the one before the one in force.
+    #[arg(long)]
+    to: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -33,6 +50,9 @@ pub(super) struct CheckArgs {
 pub(super) fn run(cli: &Cli, command: &PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Check(args) => check(cli, args),
+        PluginCommand::Rollback(args) => {
+            super::admin::rollback_plugin(&args.client, &args.map, args.to)
+        }
     }
 }
 

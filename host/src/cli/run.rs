@@ -6,6 +6,10 @@
 //!
 //! The admin HTTP API ([`crate::admin`]) is served alongside, on `[admin] listen`
 //! (loopback by default); its commands are carried out between steps.
+//!
+//! The plugins folder is watched: a plugin file dropped in (or rewritten) is validated,
+//! dry-run and swapped in between steps, or refused with a logged reason while its maps
+//! run on (`sync/hot_swap.rs`); `--no-plugin-watch` turns that off.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +22,7 @@ use clap::Args;
 
 use super::Cli;
 use crate::plugin::Limits;
-use crate::sync::{Engine, EngineOptions};
+use crate::sync::{Engine, EngineOptions, PluginFolder};
 
 #[derive(Debug, Args)]
 pub(super) struct RunArgs {
@@ -34,6 +38,9 @@ pub(super) struct RunArgs {
     /// Do not serve the admin API.
     #[arg(long)]
     no_admin: bool,
+    /// Do not watch the plugins folder for dropped plugin files.
+    #[arg(long)]
+    no_plugin_watch: bool,
 }
 
 pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -91,11 +98,21 @@ pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let mut plugin_folder = if args.no_plugin_watch {
+        None
+    } else {
+        Some(PluginFolder::watch(&plan.plugins_dir)?)
+    };
     let mut last_status = Instant::now();
     while !shutdown.load(Ordering::Relaxed) {
         let report = engine.step()?;
         if let Some(operations) = &mut operations {
             operations.control.tick(&mut engine)?;
+        }
+        if let Some(folder) = &mut plugin_folder {
+            for outcome in folder.poll(&mut engine, &runtime) {
+                eprintln!("dualwrite: {outcome}");
+            }
         }
         if report.captured == 0 {
             engine.wait_for_changes();

@@ -26,6 +26,7 @@ mod loader;
 mod runner;
 mod state;
 mod wasi;
+pub mod watch;
 #[doc(hidden)]
 pub mod wit_types;
 

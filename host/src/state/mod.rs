@@ -146,6 +146,25 @@ pub trait StateStore: Send + Sync {
     /// Recorded captured changes matching `query`, oldest first.
     fn recorded_changes(&self, query: &RecordingQuery) -> Result<Vec<CapturedRecord>, StateError>;
 
+    /// The newest `limit` recorded changes of `map`, oldest first.
+    fn latest_recorded(&self, map: &str, limit: usize) -> Result<Vec<CapturedRecord>, StateError> {
+        let _ = (map, limit);
+        Ok(Vec::new())
+    }
+
+    /// Keeps a plugin version's bytes under its content hash (SHA-256, hex); keeping
+    /// the same hash again does nothing. Stores that keep no archive do nothing.
+    fn archive_plugin(&self, hash: &str, file: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let _ = (hash, file, bytes);
+        Ok(())
+    }
+
+    /// The archived bytes and file name of a plugin version, by content hash.
+    fn archived_plugin(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StateError> {
+        let _ = hash;
+        Ok(None)
+    }
+
     /// Retention of the recording: removes changes recorded before `older_than` and all
     /// but the newest `keep_newest`; returns how many were removed.
     fn prune_recorded(

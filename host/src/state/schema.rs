@@ -23,7 +23,7 @@ pub(super) const APPLICATION_ID: i64 = 0x6477_7374;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &[V1, V2, MAP_CONFIGS];
+const MIGRATIONS: &[&str] = &[V1, V2, MAP_CONFIGS, PLUGIN_ARCHIVE];
 
 /// Version 1: maps and their transitions, checkpoints, links, queues, errors, activity,
 /// initial sync progress.
@@ -235,6 +235,20 @@ CREATE TABLE map_configs (
     reason            TEXT NOT NULL
 );
 CREATE INDEX map_configs_map ON map_configs (map_id, id);
+"#;
+
+/// The bytes of every plugin version a map ran, by content hash, so a rollback (and a
+/// restart after one) finds the previous version after its file was replaced in the
+/// plugins folder; and an index to read a map's most recent recorded changes (the dry
+/// run of a dropped plugin file).
+const PLUGIN_ARCHIVE: &str = r#"
+CREATE TABLE plugin_archive (
+    hash         TEXT PRIMARY KEY,
+    file         TEXT NOT NULL,
+    bytes        BLOB NOT NULL,
+    archived_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX recorded_changes_map_id ON recorded_changes (map_id, id);
 "#;
 
 /// Checks the file is a state store (or empty) and brings its schema up to date.

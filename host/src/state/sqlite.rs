@@ -8,6 +8,7 @@
 //! one) from opening it: two engines on one state would apply changes twice.
 
 mod map_configs;
+mod plugin_archive;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -1204,6 +1205,18 @@ impl StateStore for SqliteStateStore {
 
     fn map_configs(&self, map: &str) -> Result<Vec<super::MapConfigRecord>, StateError> {
         self.read_map_configs(map)
+    }
+
+    fn latest_recorded(&self, map: &str, limit: usize) -> Result<Vec<CapturedRecord>, StateError> {
+        self.read_latest_recorded(map, limit)
+    }
+
+    fn archive_plugin(&self, hash: &str, file: &str, bytes: &[u8]) -> Result<(), StateError> {
+        self.insert_archived_plugin(hash, file, bytes)
+    }
+
+    fn archived_plugin(&self, hash: &str) -> Result<Option<(String, Vec<u8>)>, StateError> {
+        self.read_archived_plugin(hash)
     }
 
     fn register_map(&self, map: &MapEntities) -> Result<MapStatus, StateError> {

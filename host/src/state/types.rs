@@ -584,6 +584,8 @@ pub enum ActivityKind {
     StateChange,
     /// A map's plugin version changed.
     PluginVersion,
+    /// A plugin file dropped into the plugins folder was refused (the map runs on).
+    PluginRejected,
     /// Queued changes were discarded on resume.
     Discarded,
     /// An alert rule fired or cleared.
@@ -604,6 +606,7 @@ impl ActivityKind {
             ActivityKind::ErrorResolved => "error-resolved",
             ActivityKind::StateChange => "state-change",
             ActivityKind::PluginVersion => "plugin-version",
+            ActivityKind::PluginRejected => "plugin-rejected",
             ActivityKind::Discarded => "discarded",
             ActivityKind::Alert => "alert",
         }
@@ -622,6 +625,7 @@ impl ActivityKind {
             ActivityKind::ErrorResolved,
             ActivityKind::StateChange,
             ActivityKind::PluginVersion,
+            ActivityKind::PluginRejected,
             ActivityKind::Discarded,
             ActivityKind::Alert,
         ]

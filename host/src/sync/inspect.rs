@@ -71,24 +71,7 @@ impl Engine {
     ) -> std::collections::BTreeMap<String, crate::replay::record::MapShape> {
         self.maps
             .iter()
-            .map(|map| {
-                let descriptor = map.runner.descriptor();
-                let names = |side: Side| -> Vec<String> {
-                    descriptor
-                        .entity(side)
-                        .fields
-                        .iter()
-                        .map(|field| field.name.clone())
-                        .collect()
-                };
-                (
-                    map.plan.name.clone(),
-                    crate::replay::record::MapShape {
-                        fields: [names(Side::Erp), names(Side::Crm)],
-                        key: [map.plan.erp.key.clone(), map.plan.crm.key.clone()],
-                    },
-                )
-            })
+            .map(|map| (map.plan.name.clone(), shape_of(&map.runner, &map.plan)))
             .collect()
     }
 
@@ -143,5 +126,26 @@ impl Engine {
         } else {
             RetryOutcome::NotApplied
         })
+    }
+}
+
+/// The fields `runner`'s plugin declares and the map's keys: what a recorded change is
+/// cut to so it replays through that plugin.
+pub(super) fn shape_of(
+    runner: &crate::plugin::MapPluginRunner,
+    plan: &crate::config::MapPlan,
+) -> crate::replay::record::MapShape {
+    let descriptor = runner.descriptor();
+    let names = |side: Side| -> Vec<String> {
+        descriptor
+            .entity(side)
+            .fields
+            .iter()
+            .map(|field| field.name.clone())
+            .collect()
+    };
+    crate::replay::record::MapShape {
+        fields: [names(Side::Erp), names(Side::Crm)],
+        key: [plan.erp.key.clone(), plan.crm.key.clone()],
     }
 }

@@ -18,8 +18,11 @@
 //! returns, so nothing is lost.
 //!
 //! A map's plugin or config is changed between steps by [`Engine::swap_plugin`]
-//! (`swap.rs`): validated on a fresh instance, recorded, kept over a restart.
+//! (`swap.rs`): validated on a fresh instance, recorded, kept over a restart. Plugin
+//! files dropped into the plugins folder go through it after a dry run
+//! ([`PluginFolder`], `hot_swap.rs`).
 
+mod hot_swap;
 mod initial;
 mod inspect;
 mod links;
@@ -52,6 +55,7 @@ use crate::state::{
     MapTransition, NewError, QueueRemoval, SqliteStateStore, StateStore, StoredChange,
 };
 
+pub use hot_swap::{DRY_RUN_CHANGES, DropOutcome, DryRun, PluginFolder};
 pub use initial::InitialSyncStatus;
 pub use inspect::{PluginStatus, RetryOutcome};
 use lookups::{EngineLookups, EntityLocation};
@@ -60,6 +64,9 @@ pub use swap::{PluginSwap, SwapError, SwapReport, config_hash};
 
 /// Most rounds of up to 1,000 queued changes one map drains in one step.
 const MAX_QUEUE_ROUNDS_PER_STEP: usize = 20;
+
+/// Earlier plugin versions of a map loaded from the archive at open, for a rollback.
+const RETIRED_VERSIONS_KEPT: usize = 3;
 
 /// Most links kept in memory (each twice, under both keys).
 const LINK_CACHE_ENTRIES: usize = 400_000;
@@ -255,9 +262,7 @@ impl Engine {
 
         let mut maps = Vec::new();
         for map in plan.maps.iter().filter(|map| map.enabled) {
-            let plugin = runtime
-                .load(&plugins_dir, &map.plugin)
-                .with_context(|| format!("map {}", map.name))?;
+            let plugin = swap::load_at_open(store.as_ref(), runtime, &plugins_dir, map)?;
             let runner = plugin
                 .start(&map.plugin_config_json(), lookups.clone())
                 .with_context(|| format!("map {}", map.name))?;
@@ -306,12 +311,19 @@ impl Engine {
             )
             .with_context(|| format!("map {}", map.name))?;
             record_plugin_version(store.as_ref(), &map.name, &runner)?;
+            let retired_plugins = swap::retired_from_archive(
+                store.as_ref(),
+                runtime,
+                &map.name,
+                runner.plugin(),
+                RETIRED_VERSIONS_KEPT,
+            );
             maps.push(MapRun {
                 log_every_change: plan.operations.admin.activity_every_change,
                 plan: map_plan,
                 runner,
                 file_config,
-                retired_plugins: Vec::new(),
+                retired_plugins,
                 mode,
                 counters: MapCounters::default(),
                 first_retry: options.first_retry,

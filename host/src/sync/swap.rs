@@ -141,6 +141,24 @@ impl Engine {
                 ..BatchCommit::default()
             }
         };
+        // A map's first plugin swap records the version it ran until then, so a
+        // rollback has a record to return to (the config file names only the file).
+        if before.1 != after.1 && self.store.map_configs(map)?.is_empty() {
+            let current = &self.maps[index];
+            self.store.record_map_config(
+                &NewMapConfig {
+                    map: map.to_owned(),
+                    plugin_file: current.runner.plugin().file().to_owned(),
+                    plugin_hash: before.1.clone(),
+                    plugin_version: before.0.clone(),
+                    config: current.plan.plugin_config_json(),
+                    base_config_hash: base_config_hash.clone(),
+                    by: "engine".to_owned(),
+                    reason: "the version run before the first plugin swap".to_owned(),
+                },
+                &|_| BatchCommit::default(),
+            )?;
+        }
         let record_id = self.store.record_map_config(
             &NewMapConfig {
                 map: map.to_owned(),
@@ -197,6 +215,127 @@ impl Engine {
     pub fn map_config_history(&self, map: &str) -> anyhow::Result<Vec<MapConfigRecord>> {
         Ok(self.store.map_configs(map)?)
     }
+}
+
+/// Loads the plugin `plan` runs at open. Usually the file in the plugins folder, which
+/// is then kept in the plugin archive. Two cases run an archived version instead:
+///
+/// - the file holds a version the map's config history shows was superseded (a
+///   rollback went back from it): the version in force is run, so a rollback outlives
+///   a restart;
+/// - the file cannot be loaded (damaged, wrong world) and the archive holds the version
+///   in force: a bad file never replaces a good one, even across a restart. The
+///   refusal is logged and recorded.
+pub(super) fn load_at_open(
+    store: &dyn StateStore,
+    runtime: &PluginRuntime,
+    plugins_dir: &cap_std::fs::Dir,
+    plan: &MapPlan,
+) -> anyhow::Result<LoadedPlugin> {
+    let history = match store.map_configs(&plan.name) {
+        Ok(history) => history,
+        Err(crate::state::StateError::UnknownMap { .. }) => Vec::new(),
+        Err(error) => return Err(error.into()),
+    };
+    let in_force = history
+        .last()
+        .filter(|newest| newest.record.plugin_file == plan.plugin)
+        .map(|newest| newest.record.plugin_hash.clone());
+    let archived = |hash: &str| -> Option<LoadedPlugin> {
+        let (_, bytes) = store.archived_plugin(hash).ok()??;
+        runtime.load_bytes(&plan.plugin, &bytes).ok()
+    };
+    let loaded = plugins_dir
+        .read(&plan.plugin)
+        .map_err(|error| crate::plugin::LoadError::Read {
+            file: plan.plugin.clone(),
+            message: error.to_string(),
+        })
+        .and_then(|bytes| {
+            let plugin = runtime.load_bytes(&plan.plugin, &bytes)?;
+            Ok((plugin, bytes))
+        });
+    match loaded {
+        Ok((plugin, bytes)) => {
+            let hash = plugin.hash().hex();
+            if let Some(in_force) = &in_force
+                && *in_force != hash
+                && history
+                    .iter()
+                    .any(|record| record.record.plugin_hash == hash)
+                && let Some(kept) = archived(in_force)
+            {
+                tracing::warn!(
+                    map = %plan.name,
+                    file = %plan.plugin,
+                    "the plugin file holds a version the map was rolled back from; the version in force runs"
+                );
+                return Ok(kept);
+            }
+            if let Err(error) = store.archive_plugin(&hash, &plan.plugin, &bytes) {
+                tracing::warn!(map = %plan.name, %error, "archiving the plugin version failed");
+            }
+            Ok(plugin)
+        }
+        Err(error) => {
+            let Some(kept) = in_force.as_deref().and_then(archived) else {
+                return Err(anyhow::Error::new(error).context(format!("map {}", plan.name)));
+            };
+            let reason = error.to_string();
+            tracing::warn!(
+                map = %plan.name,
+                file = %plan.plugin,
+                %reason,
+                "plugin file refused at start; the archived version in force runs"
+            );
+            let mut entry = ActivityEntry::new(
+                Some(&plan.name),
+                ActivityKind::PluginRejected,
+                format!(
+                    "{} refused at start, the version in force runs: {reason}",
+                    plan.plugin
+                ),
+            );
+            entry.detail = Some(serde_json::json!({
+                "file": plan.plugin, "reason": reason, "running": kept.hash().hex(),
+            }));
+            store.commit(&BatchCommit {
+                activity: vec![entry],
+                ..BatchCommit::default()
+            })?;
+            Ok(kept)
+        }
+    }
+}
+
+/// The versions `map` ran before `current` (newest first, at most `limit`), from the
+/// plugin archive, so a rollback after a restart finds them.
+pub(super) fn retired_from_archive(
+    store: &dyn StateStore,
+    runtime: &PluginRuntime,
+    map: &str,
+    current: &LoadedPlugin,
+    limit: usize,
+) -> Vec<LoadedPlugin> {
+    let Ok(history) = store.map_configs(map) else {
+        return Vec::new();
+    };
+    let mut retired: Vec<LoadedPlugin> = Vec::new();
+    for record in history.iter().rev() {
+        let hash = &record.record.plugin_hash;
+        if retired.len() >= limit {
+            break;
+        }
+        if *hash == current.hash().hex() || retired.iter().any(|p| p.hash().hex() == *hash) {
+            continue;
+        }
+        if let Ok(Some((_, bytes))) = store.archived_plugin(hash)
+            && let Ok(plugin) = runtime.load_bytes(&record.record.plugin_file, &bytes)
+        {
+            retired.push(plugin);
+        }
+    }
+    retired
 }
 
 /// Starts `plugin` with `plan`'s config and checks it fits `plan`'s tables.

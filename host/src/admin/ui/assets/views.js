@@ -132,7 +132,7 @@ export function dashboardView() {
 // ---- activity ----
 
 const KINDS = ['applied', 'filtered', 'echo', 'no-op', 'conflict', 'error', 'error-retried',
-  'error-resolved', 'state-change', 'plugin-version', 'discarded', 'alert'];
+  'error-resolved', 'state-change', 'plugin-version', 'plugin-rejected', 'discarded', 'alert'];
 
 function mapOptions(selected, any = 'any map') {
   const names = (live.state?.maps || []).map((map) => map.name);
