@@ -1,8 +1,9 @@
 //! Drop-in hot swap as an admin does it: the real `dualwrite run` on two SQLite files,
 //! a plugins folder of its own, and plugin files copied into that folder while rows
 //! keep arriving on the ERP side. A changed plugin (the C build of the customer-groups
-//! map replacing the Rust one) is swapped in without a restart; a truncated file and a
-//! plugin of another world are refused while the running version serves on; `dualwrite
+//! map replacing the Rust one) is swapped in without a restart; a truncated file, a
+//! plugin of another world and a build whose embedded self-test fails are refused
+//! while the running version serves on; `dualwrite
 //! plugin rollback` returns to the previous version; nothing is lost or doubled; and a
 //! restart with the refused file still in the folder runs the version in force.
 
@@ -267,9 +268,37 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
             && refused.contains("not a dualwrite map plugin this host can run"),
         "{refused}"
     );
+    // A valid build whose embedded self-test case fails (its expected output was
+    // edited): refused naming the case.
+    let mut case = dualwrite::replay::self_test::SelfTestCase::read_dir(
+        &dualwrite_tests::cases_dir().join("customer-groups-both-ways"),
+    )
+    .expect("case");
+    case.expected = case
+        .expected
+        .replacen("Wholesale customers", "Wholesale buyers", 1);
+    let failing = dualwrite::replay::self_test::embed(
+        &rust,
+        &dualwrite::replay::self_test::SelfTests {
+            version: 1,
+            cases: vec![case],
+        },
+    )
+    .expect("embed");
+    drop_in(dir.path(), &failing);
+    let refused = engine.wait_for_line(
+        "the failing self-test's refusal",
+        Duration::from_secs(60),
+        outcome,
+    );
+    assert!(
+        refused.contains("refused")
+            && refused.contains("self-test: case customer-groups-both-ways"),
+        "{refused}"
+    );
     assert_eq!(running_hash(&engine), sha256(&c));
     let rejections = activity(&engine, "plugin-rejected");
-    assert_eq!(rejections.len(), 2, "{rejections:?}");
+    assert_eq!(rejections.len(), 3, "{rejections:?}");
     assert!(
         rejections
             .iter()
@@ -321,13 +350,14 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
     assert_eq!(map["written_to_crm"], inserted, "written once each: {map}");
     assert_eq!(map["errors"], 0, "{map}");
 
-    // A restart with the other world's file still in the folder: the version in force
-    // (the rolled-back Rust build, from the archive) runs, and the refusal is recorded.
+    // A restart with the last refused file (the failing self-test) still in the folder:
+    // the version in force (the rolled-back Rust build, from the archive) runs, and the
+    // refusal is recorded.
     engine.kill();
     let mut engine = EngineProcess::start(binary, &config, &cache);
     assert_eq!(running_hash(&engine), sha256(&rust));
     let rejections = activity(&engine, "plugin-rejected");
-    assert_eq!(rejections.len(), 3, "{rejections:?}");
+    assert_eq!(rejections.len(), 4, "{rejections:?}");
     assert!(
         rejections.iter().any(|entry| entry["message"]
             .as_str()
@@ -351,5 +381,14 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
     drop_in(dir.path(), &rust);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(running_hash(&engine), sha256(&rust));
+    // The versions a map ran outlive the restart: rolling back again (from the
+    // rolled-back version) returns to the C build, read from the archive.
+    let rolled_back = cli(&engine, &["plugin", "rollback", MAP]);
+    assert!(
+        rolled_back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rolled_back.stderr)
+    );
+    assert_eq!(running_hash(&engine), sha256(&c));
     engine.kill();
 }

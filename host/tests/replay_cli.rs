@@ -247,3 +247,142 @@ fn a_bad_change_set_line_is_reported_with_its_line_and_field() {
     assert!(message.contains(":3: field `row.CREDITLIMIT`"), "{message}");
     assert!(message.contains("not a canonical decimal"), "{message}");
 }
+
+/// A plugin file carrying the customer-groups case, as `plugin embed-tests` writes it.
+fn with_embedded_case(plugin: &str, dir: &Path, cache: &Path) -> PathBuf {
+    let file = dir.join(format!("{plugin}.wasm"));
+    std::fs::copy(plugin_path(plugin), &file).expect("copy");
+    let case = cases_dir().join("customer-groups-both-ways");
+    let embedded = dualwrite(
+        &[
+            "plugin",
+            "embed-tests",
+            file.to_str().expect("path"),
+            "--case",
+            case.to_str().expect("path"),
+        ],
+        cache,
+    );
+    assert!(embedded.status.success(), "{}", stderr(&embedded));
+    assert!(
+        stdout(&embedded).contains("1 self-test case(s) embedded"),
+        "{}",
+        stdout(&embedded)
+    );
+    file
+}
+
+#[test]
+fn embedded_self_test_cases_run_in_plugin_check_in_every_language() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    for plugin in ["customer_groups", "customer_groups_c", "customer_groups_js"] {
+        let file = with_embedded_case(plugin, dir.path(), &cache);
+        let checked = dualwrite(&["plugin", "check", file.to_str().expect("path")], &cache);
+        assert!(checked.status.success(), "{plugin}: {}", stderr(&checked));
+        assert!(
+            stderr(&checked).contains("self-test: 1 case(s) pass"),
+            "{plugin}: {}",
+            stderr(&checked)
+        );
+        // The file still runs as the same plugin: replay passes as before.
+        let case = cases_dir().join("customer-groups-both-ways");
+        let file_arg = |name: &str| case.join(name).to_string_lossy().into_owned();
+        let replayed = dualwrite(
+            &[
+                "replay",
+                "--plugin",
+                file.to_str().expect("path"),
+                "--changes",
+                &file_arg("changes.jsonl"),
+                "--config",
+                &file_arg("config.json"),
+                "--links",
+                &file_arg("links.jsonl"),
+                "--expect",
+                &file_arg("expected.jsonl"),
+            ],
+            &cache,
+        );
+        assert!(replayed.status.success(), "{plugin}: {}", stdout(&replayed));
+    }
+    let plain = dualwrite(
+        &[
+            "plugin",
+            "check",
+            plugin_path("customer_groups").to_str().expect("path"),
+        ],
+        &cache,
+    );
+    assert!(
+        stderr(&plain).contains("carries no cases"),
+        "{}",
+        stderr(&plain)
+    );
+}
+
+#[test]
+fn cases_that_fail_are_not_embedded_and_a_failing_embedded_case_fails_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    // A case whose expected output was edited: embed-tests refuses it.
+    let source = cases_dir().join("customer-groups-both-ways");
+    let edited = dir.path().join("edited-case");
+    std::fs::create_dir(&edited).expect("mkdir");
+    for file in [
+        "changes.jsonl",
+        "config.json",
+        "links.jsonl",
+        "expected.jsonl",
+    ] {
+        let text = std::fs::read_to_string(source.join(file)).expect("read");
+        let text = if file == "expected.jsonl" {
+            text.replacen("Wholesale customers", "Wholesale buyers", 1)
+        } else {
+            text
+        };
+        std::fs::write(edited.join(file), text).expect("write");
+    }
+    let file = dir.path().join("customer_groups.wasm");
+    std::fs::copy(plugin_path("customer_groups"), &file).expect("copy");
+    let before = std::fs::read(&file).expect("read");
+    let refused = dualwrite(
+        &[
+            "plugin",
+            "embed-tests",
+            file.to_str().expect("path"),
+            "--case",
+            edited.to_str().expect("path"),
+        ],
+        &cache,
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("case edited-case")
+            && stderr(&refused).contains("Wholesale buyers"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        before,
+        "the file is untouched"
+    );
+
+    // A component that carries a failing case (embedded by other tools): check fails,
+    // naming the case and the difference.
+    let tests = dualwrite::replay::self_test::SelfTests {
+        version: 1,
+        cases: vec![dualwrite::replay::self_test::SelfTestCase::read_dir(&edited).expect("case")],
+    };
+    let failing = dualwrite::replay::self_test::embed(&before, &tests).expect("embed");
+    std::fs::write(&file, failing).expect("write");
+    let checked = dualwrite(&["plugin", "check", file.to_str().expect("path")], &cache);
+    assert_eq!(checked.status.code(), Some(1), "{}", stderr(&checked));
+    assert!(
+        stderr(&checked).contains("self-test failed: case edited-case")
+            && stderr(&checked).contains("1 of "),
+        "{}",
+        stderr(&checked)
+    );
+}

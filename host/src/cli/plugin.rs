@@ -1,4 +1,5 @@
-//! `dualwrite plugin check FILE`: validate a plugin file and print what it maps;
+//! `dualwrite plugin check FILE`: validate a plugin file (and run the self-test cases
+//! it carries) and print what it maps; `dualwrite plugin embed-tests`: embed cases;
 //! `dualwrite plugin rollback MAP`: return a running map to its previous plugin version.
 
 use std::path::PathBuf;
@@ -11,16 +12,34 @@ use clap::{Args, Subcommand};
 use super::{Cli, open_plugin_file};
 use crate::change::{Descriptor, EntitySpec};
 use crate::plugin::{Limits, NoLookups};
+use crate::replay::self_test;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum PluginCommand {
-    /// Validate a plugin file (component, supported world, configure, describe) and
-    /// print what it maps.
+    /// Validate a plugin file (component, supported world, configure, describe, the
+    /// self-test cases it carries) and print what it maps.
     Check(CheckArgs),
     /// Run a map on the plugin version it ran before (through the running engine's
     /// admin API); every version a map ran is kept, so this works after its file was
     /// overwritten and after a restart.
     Rollback(RollbackArgs),
+    /// Embed self-test cases (case folders in the tests/cases layout) into a plugin
+    /// file; `plugin check` and the engine's hot swap run them.
+    EmbedTests(EmbedTestsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct EmbedTestsArgs {
+    /// The plugin component file.
+    file: PathBuf,
+    /// A case folder (changes.jsonl, expected.jsonl, optional config.json, links.jsonl,
+    /// rows.jsonl); repeat for more.
+    #[arg(long = "case", required = true)]
+    cases: Vec<PathBuf>,
+    /// Where to write the component with the cases (default: FILE itself, replaced
+    /// atomically).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +69,7 @@ pub(super) struct CheckArgs {
 pub(super) fn run(cli: &Cli, command: &PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Check(args) => check(cli, args),
+        PluginCommand::EmbedTests(args) => embed_tests(cli, args),
         PluginCommand::Rollback(args) => {
             super::admin::rollback_plugin(&args.client, &args.map, args.to)
         }
@@ -97,8 +117,68 @@ fn check(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         if !descriptor.depends_on.is_empty() {
             println!("  depends on: {}", descriptor.depends_on.join(", "));
         }
+    }
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    match self_test::embedded(&bytes)? {
+        None => eprintln!("self-test: the plugin carries no cases"),
+        Some(tests) => match self_test::run(&plugin, &tests) {
+            Ok(passed) => eprintln!("self-test: {passed} case(s) pass"),
+            Err(reason) => {
+                eprintln!("self-test failed: {reason}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+    }
+    if !args.json {
         println!("ok");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dualwrite plugin embed-tests`: checks the cases pass on the plugin, then writes
+/// the component with them.
+fn embed_tests(cli: &Cli, args: &EmbedTestsArgs) -> anyhow::Result<ExitCode> {
+    let runtime = cli.runtime(Limits::default())?;
+    let (dir, name) = open_plugin_file(&args.file)?;
+    let plugin = runtime.load(&dir, &name)?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let tests = self_test::SelfTests {
+        version: 1,
+        cases: args
+            .cases
+            .iter()
+            .map(|dir| self_test::SelfTestCase::read_dir(dir))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    if let Err(reason) = self_test::run(&plugin, &tests) {
+        eprintln!(
+            "not embedded: the cases do not pass on {}: {reason}",
+            args.file.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let with_cases = self_test::embed(&bytes, &tests)?;
+    // The result must still load as the same plugin.
+    runtime.load_bytes(&name, &with_cases)?;
+    let output = args.output.as_ref().unwrap_or(&args.file);
+    let staging = output.with_file_name(format!(
+        ".{}.partial",
+        output
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("plugin.wasm")
+    ));
+    std::fs::write(&staging, &with_cases)
+        .with_context(|| format!("writing {}", staging.display()))?;
+    std::fs::rename(&staging, output).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "{}: {} self-test case(s) embedded ({} bytes)",
+        output.display(),
+        tests.cases.len(),
+        with_cases.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,7 @@
 mod format;
 mod json_value;
 pub mod record;
+pub mod self_test;
 
 use serde_json::{Map, Value as Json, json};
 

@@ -9,13 +9,15 @@
 //! 1. the bytes are loaded as a component of a supported world (a truncated file, a
 //!    core module or another world is refused here);
 //! 2. the same bytes as the version running: nothing to do;
-//! 3. a **dry run**: the map's newest recorded changes (at most [`DRY_RUN_CHANGES`])
+//! 3. the self-test cases the component carries, if any, must pass
+//!    (`replay/self_test.rs`);
+//! 4. a **dry run**: the map's newest recorded changes (at most [`DRY_RUN_CHANGES`])
 //!    go through a fresh instance of the running version and of the new one, with the
 //!    map's config and the engine's lookups; how many outputs differ is reported (a
 //!    difference is what a new version is for, so it does not refuse the file; a new
 //!    version that cannot start with the map's config, or fails on the recorded
 //!    changes, is refused);
-//! 4. [`Engine::swap_plugin`] switches the runner, checking the new description still
+//! 5. [`Engine::swap_plugin`] switches the runner, checking the new description still
 //!    fits the map's tables, and records the swap (content hashes before and after, the
 //!    dry run's figures) in the config history and the activity log.
 //!
@@ -213,6 +215,17 @@ impl Engine {
                 map: map.to_owned(),
                 file,
             };
+        }
+        match crate::replay::self_test::embedded(bytes) {
+            Ok(None) => {}
+            Ok(Some(tests)) => {
+                if let Err(reason) = crate::replay::self_test::run(plugin, &tests) {
+                    return self.reject(Some(map), &file, &format!("self-test: {reason}"));
+                }
+            }
+            Err(error) => {
+                return self.reject(Some(map), &file, &format!("self-test: {error:#}"));
+            }
         }
         let dry_run = match self.dry_run(index, plugin) {
             Ok(dry_run) => dry_run,

@@ -223,8 +223,8 @@ impl Engine {
 /// - the file holds a version the map's config history shows was superseded (a
 ///   rollback went back from it): the version in force is run, so a rollback outlives
 ///   a restart;
-/// - the file cannot be loaded (damaged, wrong world) and the archive holds the version
-///   in force: a bad file never replaces a good one, even across a restart. The
+/// - the file cannot be loaded (damaged, wrong world, failing its embedded self-test
+///   cases) and the archive holds the version in force: a bad file never replaces a good one, even across a restart. The
 ///   refusal is logged and recorded.
 pub(super) fn load_at_open(
     store: &dyn StateStore,
@@ -251,8 +251,20 @@ pub(super) fn load_at_open(
             file: plan.plugin.clone(),
             message: error.to_string(),
         })
+        .map_err(|error| error.to_string())
         .and_then(|bytes| {
-            let plugin = runtime.load_bytes(&plan.plugin, &bytes)?;
+            let plugin = runtime
+                .load_bytes(&plan.plugin, &bytes)
+                .map_err(|error| error.to_string())?;
+            // A file that carries self-test cases runs only if they pass.
+            match crate::replay::self_test::embedded(&bytes) {
+                Ok(None) => {}
+                Ok(Some(tests)) => {
+                    crate::replay::self_test::run(&plugin, &tests)
+                        .map_err(|reason| format!("{}: self-test: {reason}", plan.plugin))?;
+                }
+                Err(error) => return Err(format!("{}: self-test: {error:#}", plan.plugin)),
+            }
             Ok((plugin, bytes))
         });
     match loaded {
@@ -279,9 +291,9 @@ pub(super) fn load_at_open(
         }
         Err(error) => {
             let Some(kept) = in_force.as_deref().and_then(archived) else {
-                return Err(anyhow::Error::new(error).context(format!("map {}", plan.name)));
+                return Err(anyhow::anyhow!("map {}: {error}", plan.name));
             };
-            let reason = error.to_string();
+            let reason = error;
             tracing::warn!(
                 map = %plan.name,
                 file = %plan.plugin,
