@@ -285,6 +285,21 @@ fn map_and_table_faults_have_their_codes() {
         "msdyn_clearingperiodpaymenttermname",
     );
 
+    // A column whose type cannot hold what the plugin maps to it.
+    let wrong_type = Deployment::new(
+        ERP_TABLE,
+        &CRM_TABLE.replace(
+            "msdyn_issalestaxincludedinprice BOOLEAN",
+            "msdyn_issalestaxincludedinprice DATE",
+        ),
+    );
+    let (_, findings) = wrong_type.check(SQLITE_ERP, GROUPS, "");
+    only(
+        &findings,
+        "schema.type_mismatch",
+        "msdyn_issalestaxincludedinprice is date (DATE), the plugin maps boolean values to it",
+    );
+
     let no_key = Deployment::new(
         &ERP_TABLE.replace(",\n    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))", ")"),
         CRM_TABLE,

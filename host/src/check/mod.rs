@@ -1,7 +1,8 @@
 //! Health checks of a deployment, run by `dualwrite check` before (or instead of)
 //! starting it: the config, every plugin, every side's connectivity, permissions and
 //! capture prerequisites (PostgreSQL's `wal_level` and REPLICATION, MariaDB's ROW
-//! binary log and replication grants), and every map's tables, columns and keys on both sides.
+//! binary log and replication grants), and every map's tables, columns (present, with a
+//! type that holds the kind of value the plugin maps) and keys on both sides.
 //!
 //! Each problem is a [`Finding`] with a stable code (greppable, documented in
 //! [`CODES`]), a one-line message naming what is wrong and where, and a fix. The checks
@@ -22,7 +23,7 @@ use crate::capture::mysql::{MysqlCapture, MysqlOptions};
 use crate::capture::postgres::{PostgresOptions, check_capture_prerequisites};
 use crate::capture::sqlite::SqliteOptions;
 use crate::capture::{SchemaError, SideError};
-use crate::change::Side;
+use crate::change::{Side, ValueKind};
 use crate::config::{ConfigErrors, Connector, Plan};
 use crate::plugin::{LoadError, NoLookups, PluginRuntime, StartError};
 
@@ -75,6 +76,10 @@ pub const CODES: &[(&str, &str)] = &[
     (
         "schema.generated_column",
         "the map writes a column the database computes",
+    ),
+    (
+        "schema.type_mismatch",
+        "a mapped column's type cannot hold the kind of value the plugin maps to it",
     ),
     (
         "schema.unsupported",
@@ -277,9 +282,50 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
                     &SideError::Schema(error),
                 ));
             }
+            if let Some(spec) = descriptor
+                .as_ref()
+                .map(|descriptor| descriptor.entity(role))
+                .filter(|spec| spec.entity == endpoint.entity)
+            {
+                let mismatched: Vec<String> = spec
+                    .fields
+                    .iter()
+                    .filter_map(|field| {
+                        let column = schema.column(&field.name)?;
+                        (!kinds_compatible(field.kind, column.kind)).then(|| {
+                            format!(
+                                "{} is {} ({}), the plugin maps {} values to it",
+                                field.name,
+                                column.kind.as_str(),
+                                column.declared_type,
+                                field.kind.as_str()
+                            )
+                        })
+                    })
+                    .collect();
+                if !mismatched.is_empty() {
+                    findings.push(Finding::new(
+                        "schema.type_mismatch",
+                        &format!("{subject}, {role} side"),
+                        format!("{}: {}", endpoint.entity, mismatched.join("; ")),
+                        "change the column's type to one that holds the field's kind \
+                         (dualwrite plugin check FILE lists the kinds), or map another column",
+                    ));
+                }
+            }
         }
     }
     findings
+}
+
+/// Whether a column of kind `column` holds every value of kind `field` and gives it
+/// back unchanged: the same kind, a column or field of no declared kind, or integers in
+/// an exact decimal column.
+fn kinds_compatible(field: ValueKind, column: ValueKind) -> bool {
+    field == column
+        || field == ValueKind::Any
+        || column == ValueKind::Any
+        || (field == ValueKind::Integer && column == ValueKind::Decimal)
 }
 
 /// The side's password from its environment variable, if it names one; a variable that
