@@ -306,7 +306,7 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
                 if !mismatched.is_empty() {
                     findings.push(Finding::new(
                         "schema.type_mismatch",
-                        &format!("{subject}, {role} side"),
+                        format!("{subject}, {role} side"),
                         format!("{}: {}", endpoint.entity, mismatched.join("; ")),
                         "change the column's type to one that holds the field's kind \
                          (dualwrite plugin check FILE lists the kinds), or map another column",
