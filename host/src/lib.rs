@@ -40,5 +40,6 @@ pub mod metrics;
 pub mod notify;
 pub mod plugin;
 pub mod replay;
+pub mod solution;
 pub mod state;
 pub mod sync;

@@ -92,11 +92,12 @@ impl Default for Limits {
     }
 }
 
-/// Loads plugins and starts runners; one per process is enough.
+/// Loads plugins and starts runners; one per process is enough. Clones share it.
+#[derive(Clone)]
 pub struct PluginRuntime {
-    engine: PluginEngine,
+    engine: Arc<PluginEngine>,
     linker: Arc<Linker<PluginState>>,
-    cache: Option<CodeCache>,
+    cache: Option<Arc<CodeCache>>,
     limits: Limits,
 }
 
@@ -113,10 +114,10 @@ impl PluginRuntime {
         // Only components that import WASI use it; see wasi.rs for what it grants.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         let cache = cache_dir
-            .map(|dir| CodeCache::open(dir, engine.engine()))
+            .map(|dir| CodeCache::open(dir, engine.engine()).map(Arc::new))
             .transpose()?;
         Ok(PluginRuntime {
-            engine,
+            engine: Arc::new(engine),
             linker: Arc::new(linker),
             cache,
             limits,

@@ -162,6 +162,10 @@ pub struct Engine {
     /// Whether captured changes are kept for `dualwrite record` (`[admin]
     /// record_changes`).
     record_changes: bool,
+    /// Loads plugin files for swaps asked for while running.
+    runtime: PluginRuntime,
+    /// The deployment's plugins folder.
+    plugins_dir: cap_std::fs::Dir,
 }
 
 /// What one [`Engine::step`] did.
@@ -365,7 +369,27 @@ impl Engine {
             last_retry_scan: Instant::now(),
             links: links::LinkCache::new(LINK_CACHE_ENTRIES),
             record_changes: plan.operations.admin.record_changes,
+            runtime: runtime.clone(),
+            plugins_dir,
         })
+    }
+
+    /// Loads the plugin file `file` of the deployment's plugins folder (for a swap an
+    /// admin or a solution asks for).
+    pub fn load_plugin_file(
+        &self,
+        file: &str,
+    ) -> Result<crate::plugin::LoadedPlugin, crate::plugin::LoadError> {
+        self.runtime.load(&self.plugins_dir, file)
+    }
+
+    /// Changes waiting in `map`'s durable queue (paused, or catching up after a pause);
+    /// `None` for no running map of that name.
+    pub fn queued_changes(&self, map: &str) -> Option<u64> {
+        self.maps
+            .iter()
+            .find(|run| run.plan.name == map)
+            .map(|run| run.queued)
     }
 
     /// Commits a batch to the state store and, once it is durable, to the link cache.
