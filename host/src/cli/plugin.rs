@@ -1,4 +1,5 @@
 //! `dualwrite plugin check FILE`: validate a plugin file and print what it maps.
+//! `dualwrite plugin new`: write a plugin project (see [`super::plugin_new`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,9 @@ pub(super) enum PluginCommand {
     /// Validate a plugin file (component, supported world, configure, describe) and
     /// print what it maps.
     Check(CheckArgs),
+    /// Write a plugin project (Rust, JavaScript, Python or C) that builds into a
+    /// component and passes `dualwrite replay` on its sample change set.
+    New(super::plugin_new::NewArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,6 +37,7 @@ pub(super) struct CheckArgs {
 pub(super) fn run(cli: &Cli, command: &PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Check(args) => check(cli, args),
+        PluginCommand::New(args) => super::plugin_new::run(args),
     }
 }
 
