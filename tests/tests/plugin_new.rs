@@ -5,8 +5,8 @@
 //! project's sample change set and `dualwrite plugin check`. A language whose tools are
 //! missing fails its test: nothing here skips.
 //!
-//! The binary is built by `cargo build --workspace --bin dualwrite` first (a no-op when it
-//! is up to date), so the test never runs a stale one. The Rust project builds into
+//! The binary is built by `cargo build --workspace --bin dualwrite --test plugin_new`
+//! first (a no-op when it is up to date), so the test never runs a stale one. The Rust project builds into
 //! `target/plugin-new/rust`, so reruns are fast; `wasm-tools` (which the repository's own
 //! plugins do not use) is installed once into `target/plugin-new/wasm-tools-venv` with
 //! the pin the C project's requirements.txt names.
@@ -47,19 +47,38 @@ fn work_dir() -> PathBuf {
     dir
 }
 
-/// Variables cargo sets for the outer build or the test, which must not leak into the
-/// cargo runs of this test.
-const OUTER_CARGO_VARS: &[&str] = &[
-    "CARGO_ENCODED_RUSTFLAGS",
-    "RUSTFLAGS",
-    "RUSTC_WRAPPER",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_BUILD_TARGET",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_MANIFEST_DIR",
-    "CARGO_PKG_NAME",
-    "CARGO_TARGET_DIR",
-];
+/// Variables cargo sets for the outer build or for this test process, which must not
+/// leak into the cargo runs of this test: build scripts (ring's, for one) ask to rerun when
+/// `CARGO_PKG_*` and the like change, so a leaked one would rebuild half the dependency
+/// tree on every run, twice.
+fn is_outer_cargo_var(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_TARGET_DIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&name) || name.starts_with("CARGO_PKG_")
+}
+
+/// Removes [`is_outer_cargo_var`] variables from `command`'s environment.
+fn without_outer_cargo_vars(command: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_outer_cargo_var) {
+            command.env_remove(name);
+        }
+    }
+    command
+}
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
@@ -73,15 +92,16 @@ fn dualwrite_bin() -> &'static Path {
         let mut build = Command::new(cargo());
         build
             .current_dir(repo_root())
+            // With this test target selected, features are unified as in `cargo test`,
+            // so the binary is the one `cargo test --workspace` builds (no rebuild).
             .args(["build", "--workspace", "--locked", "--bin", "dualwrite"])
+            .args(["--test", "plugin_new"])
             .arg("--target-dir")
             .arg(target_dir());
         if profile.file_name().is_some_and(|name| name == "release") {
             build.arg("--release");
         }
-        for var in OUTER_CARGO_VARS {
-            build.env_remove(var);
-        }
+        without_outer_cargo_vars(&mut build);
         let output = build.output().expect("running cargo build for dualwrite");
         assert_success(&output, "cargo build --bin dualwrite");
         let bin = profile.join("dualwrite");
@@ -185,9 +205,7 @@ fn new_build_replay_check(lang: &str, name: &str) {
 
     let mut build = Command::new(project.join("build.sh"));
     build.current_dir(&project);
-    for var in OUTER_CARGO_VARS {
-        build.env_remove(var);
-    }
+    without_outer_cargo_vars(&mut build);
     let languages = languages_dir();
     match lang {
         "rust" => {
