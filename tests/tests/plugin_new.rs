@@ -110,12 +110,14 @@ fn dualwrite_bin() -> &'static Path {
     })
 }
 
+/// `dualwrite` run in `dir`, with its compiled-code cache in `dir` too (the JavaScript and
+/// Python components differ from build to build, so a shared cache would only grow).
 fn dualwrite(dir: &Path) -> Command {
     let mut command = Command::new(dualwrite_bin());
     command
         .current_dir(dir)
         .arg("--cache-dir")
-        .arg(work_dir().join("code-cache"));
+        .arg(dir.join(".dualwrite-cache"));
     command
 }
 
@@ -352,7 +354,8 @@ fn an_existing_folder_is_refused_unless_forced() {
     );
 
     // --force writes the template over it; --dir chooses the parent folder.
-    let output = dualwrite(Path::new("/"))
+    let elsewhere = tempfile::tempdir().expect("temporary folder");
+    let output = dualwrite(elsewhere.path())
         .args([
             "plugin",
             "new",
