@@ -8,6 +8,7 @@ mod admin;
 mod check;
 mod demo;
 mod plugin;
+mod plugin_new;
 mod replay;
 mod run;
 

@@ -1,6 +1,7 @@
 //! `dualwrite plugin check FILE`: validate a plugin file (and run the self-test cases
 //! it carries) and print what it maps; `dualwrite plugin embed-tests`: embed cases;
-//! `dualwrite plugin rollback MAP`: return a running map to its previous plugin version.
+//! `dualwrite plugin rollback MAP`: return a running map to its previous plugin version;
+//! `dualwrite plugin new`: write a plugin project (see [`super::plugin_new`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,9 @@ pub(super) enum PluginCommand {
     /// Validate a plugin file (component, supported world, configure, describe, the
     /// self-test cases it carries) and print what it maps.
     Check(CheckArgs),
+    /// Write a plugin project (Rust, JavaScript, Python or C) that builds into a
+    /// component and passes `dualwrite replay` on its sample change set.
+    New(super::plugin_new::NewArgs),
     /// Run a map on the plugin version it ran before (through the running engine's
     /// admin API); every version a map ran is kept, so this works after its file was
     /// overwritten and after a restart.
@@ -70,6 +74,7 @@ pub(super) fn run(cli: &Cli, command: &PluginCommand) -> anyhow::Result<ExitCode
     match command {
         PluginCommand::Check(args) => check(cli, args),
         PluginCommand::EmbedTests(args) => embed_tests(cli, args),
+        PluginCommand::New(args) => super::plugin_new::run(args),
         PluginCommand::Rollback(args) => {
             super::admin::rollback_plugin(&args.client, &args.map, args.to)
         }
