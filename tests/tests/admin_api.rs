@@ -117,7 +117,10 @@ resolve_lookups = false
     /// Runs an engine with the admin API for `text` in `dir` on a thread of its own;
     /// returns the API's URL, the shutdown flag and the thread.
     fn launch(dir: &std::path::Path, text: &str) -> (String, Arc<AtomicBool>, JoinHandle<()>) {
-        let plan = config::parse(text, "test.toml", dir).expect("valid config");
+        // Written to a file, as `dualwrite run` reads it (solution bundles edit it).
+        let file = dir.join("test.toml");
+        std::fs::write(&file, text).expect("config file");
+        let plan = config::parse(text, &file.display().to_string(), dir).expect("valid config");
         let shutdown = Arc::new(AtomicBool::new(false));
         let (address_sender, address) = mpsc::channel();
         let stop = shutdown.clone();
@@ -375,6 +378,8 @@ fn every_route_answers_with_the_token() {
         };
         let path = if path.ends_with("/rows") {
             format!("{path}?side=erp&key=%5B%22USMF%22%2C%2210%22%5D")
+        } else if path == "/api/v1/solutions/export" {
+            format!("{path}?name=groups&publisher=tests&version=1.0.0")
         } else {
             path
         };
@@ -386,6 +391,12 @@ fn every_route_answers_with_the_token() {
             || path.starts_with("/api/v1/subscribers/some-rule")
         {
             &[404]
+        } else if path == "/api/v1/solutions/import" {
+            // No bundle in the body (tests/solutions.rs imports real ones).
+            &[400]
+        } else if path == "/api/v1/solutions/some-rule/rollback" {
+            // No such solution was applied.
+            &[422]
         } else if method == reqwest::Method::POST
             && (path == "/api/v1/alerts" || path == "/api/v1/subscribers")
         {

@@ -35,7 +35,7 @@ use crate::state::{
     ActivityEntry, ActivityKind, BatchCommit, ErrorQuery, ErrorResolution, MapMode, ResolutionKind,
     StateStore,
 };
-use crate::sync::{Engine, MapCounters, PluginStatus, ResumeMode, RetryOutcome};
+use crate::sync::{Engine, MapCounters, PluginStatus, PluginSwap, ResumeMode, RetryOutcome};
 
 /// What a map does when a change fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -111,6 +111,14 @@ pub enum Command {
         map: String,
         /// The new config.
         config: serde_json::Map<String, serde_json::Value>,
+        /// Why (recorded).
+        reason: String,
+    },
+    /// Switch maps to other plugin files and configs (a solution applied or rolled
+    /// back), each at a clean point: when its queue is drained.
+    SwitchMaps {
+        /// The maps and what they switch to.
+        switches: Vec<crate::solution::MapSwitch>,
         /// Why (recorded).
         reason: String,
     },
@@ -249,6 +257,9 @@ pub struct EngineControl {
     last_publish: Option<Instant>,
     last_evaluation: Option<Instant>,
     last_prune: Option<Instant>,
+    /// Map switches waiting for their map's queue to drain (see `Command::SwitchMaps`),
+    /// with why and who asked.
+    pending_switches: Vec<(crate::solution::MapSwitch, String, String)>,
 }
 
 /// The API's end: sends commands, reads snapshots.
@@ -339,6 +350,7 @@ pub fn channel(
         last_publish: None,
         last_evaluation: None,
         last_prune: None,
+        pending_switches: Vec::new(),
     };
     // Sides are looked up by map; record them once.
     control.publish(engine);
@@ -370,6 +382,7 @@ impl EngineControl {
             }
             changed = true;
         }
+        changed |= self.switch_drained_maps(engine);
         changed |= self.enforce_block_mode(engine)?;
         if self
             .last_evaluation
@@ -627,6 +640,25 @@ impl EngineControl {
                 config,
                 reason,
             } => return super::map_config::configure(engine, &map, config, reason, by),
+            Command::SwitchMaps { switches, reason } => {
+                let mut answers = Vec::new();
+                for switch in switches {
+                    let status = if engine.queued_changes(&switch.map).is_none() {
+                        "not-running: the map starts with it at the engine's next start"
+                    } else {
+                        "scheduled: switches once its queue is drained"
+                    };
+                    answers.push(serde_json::json!({"map": switch.map, "status": status}));
+                    if engine.queued_changes(&switch.map).is_some() {
+                        self.pending_switches
+                            .retain(|(pending, _, _)| pending.map != switch.map);
+                        self.pending_switches
+                            .push((switch, reason.clone(), by.to_owned()));
+                    }
+                }
+                let switched = self.switch_drained_maps(engine);
+                return Ok(serde_json::json!({"maps": answers, "switched_now": switched}));
+            }
             Command::RollbackMap { map, to } => {
                 return super::map_config::rollback(engine, &map, to, by);
             }
@@ -644,6 +676,46 @@ impl EngineControl {
             }
         }
         Ok(serde_json::Value::Null)
+    }
+
+    /// Carries out the pending map switches whose map's queue is drained (the changes
+    /// queued before the switch are applied under the version they were captured
+    /// for). Returns whether any was carried out.
+    fn switch_drained_maps(&mut self, engine: &mut Engine) -> bool {
+        let mut switched = false;
+        let pending = std::mem::take(&mut self.pending_switches);
+        for (switch, reason, by) in pending {
+            match engine.queued_changes(&switch.map) {
+                None => continue,
+                Some(queued) if queued > 0 => {
+                    self.pending_switches.push((switch, reason, by));
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let plugin = match engine.load_plugin_file(&switch.plugin_file) {
+                Ok(plugin) => plugin,
+                Err(error) => {
+                    tracing::warn!(map = %switch.map, %error, "switching the map failed; it runs on as it was");
+                    continue;
+                }
+            };
+            match engine.swap_plugin(
+                &switch.map,
+                PluginSwap {
+                    plugin: Some(plugin),
+                    config: Some(switch.config.clone()),
+                    by: by.clone(),
+                    reason: reason.clone(),
+                },
+            ) {
+                Ok(_) => switched = true,
+                Err(error) => {
+                    tracing::warn!(map = %switch.map, %error, "switching the map failed; it runs on as it was");
+                }
+            }
+        }
+        switched
     }
 
     /// Pauses every block-mode map that has recorded a new error.

@@ -30,6 +30,7 @@ mod map_config;
 mod routes;
 mod session;
 mod settings;
+pub mod solutions;
 mod ui;
 
 use std::net::SocketAddr;
@@ -75,6 +76,9 @@ pub struct ServerParts {
     pub maps: Arc<Vec<MapOutline>>,
     /// Ends the event streams when the server shuts down.
     pub closing: StreamsClosing,
+    /// The deployment's config file and plugin runtime, for solution bundles; `None`
+    /// for an engine not started from a config file.
+    pub solutions: Option<solutions::SolutionContext>,
 }
 
 /// A running admin HTTP server; stops when dropped.
@@ -251,6 +255,10 @@ pub fn start(
             sessions: Sessions::default(),
             maps: Arc::new(MapOutline::of_plan(plan)),
             closing: StreamsClosing::default(),
+            solutions: (!plan.origin.file.is_empty()).then(|| solutions::SolutionContext {
+                config_path: std::path::PathBuf::from(&plan.origin.file),
+                runtime: engine.plugin_runtime().clone(),
+            }),
         },
     )?;
     Ok(Operations {

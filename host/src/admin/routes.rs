@@ -103,6 +103,7 @@ pub(super) fn router(parts: ServerParts) -> Router {
         .route("/api/v1/subscribers/{name}/deliveries", get(deliveries))
         .route("/api/v1/plugins", get(plugins))
         .merge(super::config_routes::routes())
+        .merge(super::solutions::routes())
         .merge(super::events::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -152,6 +153,10 @@ pub const ROUTES: &[&str] = &[
     "GET /api/v1/graph",
     "GET /api/v1/activity/latest",
     "GET /api/v1/events",
+    "GET /api/v1/solutions",
+    "GET /api/v1/solutions/export",
+    "POST /api/v1/solutions/import",
+    "POST /api/v1/solutions/{name}/rollback",
     "GET /",
     "GET /ui",
     "GET /ui/",

@@ -374,6 +374,11 @@ impl Engine {
         })
     }
 
+    /// The runtime the engine loads plugins with.
+    pub fn plugin_runtime(&self) -> &PluginRuntime {
+        &self.runtime
+    }
+
     /// Loads the plugin file `file` of the deployment's plugins folder (for a swap an
     /// admin or a solution asks for).
     pub fn load_plugin_file(
