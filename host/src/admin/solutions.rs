@@ -65,7 +65,7 @@ async fn blocking<T: Send + 'static>(
 async fn list(State(shared): State<Shared>) -> ApiResult {
     let context = context(&shared)?;
     let entries = blocking(move || {
-        let plan = crate::config::load(&context.config_path)
+        let plan = crate::config::load_allowing_no_maps(&context.config_path)
             .map_err(|errors| anyhow::anyhow!("{errors}"))?;
         solution::history(&plan.data_dir)
     })

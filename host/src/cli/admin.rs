@@ -356,6 +356,51 @@ impl Api {
     }
 }
 
+/// A GET of the admin API answered with bytes (a solution bundle).
+pub(super) fn api_get_bytes(
+    args: &ClientArgs,
+    path: &str,
+    query: &[(&str, String)],
+) -> anyhow::Result<Vec<u8>> {
+    let api = Api::new(args)?;
+    let response = api.request(api.client.get(format!("{}{path}", api.url)).query(query))?;
+    Ok(response
+        .bytes()
+        .context("reading the admin API's answer")?
+        .to_vec())
+}
+
+/// A POST of `body` bytes (a solution bundle) to the admin API, answered with JSON.
+pub(super) fn api_post_bytes(
+    args: &ClientArgs,
+    path: &str,
+    query: &[(&str, String)],
+    body: Vec<u8>,
+) -> anyhow::Result<Json> {
+    let api = Api::new(args)?;
+    let builder = api
+        .client
+        .post(format!("{}{path}", api.url))
+        .query(query)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+        .body(body);
+    api.request(builder)?
+        .json()
+        .context("reading the admin API's answer")
+}
+
+/// A POST with no body to the admin API, answered with JSON.
+pub(super) fn api_post(args: &ClientArgs, path: &str) -> anyhow::Result<Json> {
+    Api::new(args)?.post(path, None)
+}
+
+impl ClientArgs {
+    /// Whether answers are printed as JSON.
+    pub(super) fn json(&self) -> bool {
+        self.json
+    }
+}
+
 fn actor() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
@@ -363,7 +408,7 @@ fn actor() -> String {
         .unwrap_or_else(|_| "cli".to_owned())
 }
 
-fn segment(text: &str) -> String {
+pub(super) fn segment(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.~".contains(c) {

@@ -11,6 +11,7 @@ mod plugin;
 mod plugin_new;
 mod replay;
 mod run;
+mod solution;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ enum Command {
     /// Inspect and validate plugin files.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Solution bundles: maps and their plugins moved between deployments as one
+    /// versioned file.
+    #[command(subcommand)]
+    Solution(solution::SolutionCommand),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
@@ -67,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&cli, args),
         Command::Check(args) => check::run(&cli, args),
         Command::Plugin(command) => plugin::run(&cli, command),
+        Command::Solution(command) => solution::run(&cli, command),
         Command::Admin(command) => admin::run(command),
     };
     match result {

@@ -83,7 +83,16 @@ use file::{Entry, FileContents, MapFile, Settings, SideFile};
 /// file's folder (made absolute, so the plan does not depend on the working directory).
 /// Errors name the file as `path` is written.
 pub fn load(path: impl AsRef<Path>) -> Result<Plan, ConfigErrors> {
-    let path = path.as_ref();
+    load_with(path.as_ref(), false)
+}
+
+/// [`load`], accepting a file with sides and no maps yet: the target of a first
+/// solution import (`dualwrite run` still needs maps).
+pub fn load_allowing_no_maps(path: impl AsRef<Path>) -> Result<Plan, ConfigErrors> {
+    load_with(path.as_ref(), true)
+}
+
+fn load_with(path: &Path, allow_no_maps: bool) -> Result<Plan, ConfigErrors> {
     let file_name = path.display().to_string();
     let unreadable = |message: String| ConfigError {
         file: file_name.clone(),
@@ -99,7 +108,23 @@ pub fn load(path: impl AsRef<Path>) -> Result<Plan, ConfigErrors> {
     };
     let base_dir = std::path::absolute(folder)
         .map_err(|error| unreadable(format!("cannot resolve the config file's folder: {error}")))?;
-    parse(&text, &file_name, &base_dir)
+    parse_with_options(&text, &file_name, &base_dir, allow_no_maps)
+}
+
+/// [`parse`], accepting no maps when `allow_no_maps`.
+pub fn parse_with_options(
+    text: &str,
+    file_name: &str,
+    base_dir: &Path,
+    allow_no_maps: bool,
+) -> Result<Plan, ConfigErrors> {
+    parse_checked(
+        text,
+        file_name,
+        base_dir,
+        &|var| std::env::var_os(var).is_some(),
+        allow_no_maps,
+    )
 }
 
 /// Validates config `text`. `file_name` is used in messages only; relative paths in the
@@ -117,6 +142,16 @@ fn parse_with_env(
     file_name: &str,
     base_dir: &Path,
     env_is_set: &dyn Fn(&str) -> bool,
+) -> Result<Plan, ConfigErrors> {
+    parse_checked(text, file_name, base_dir, env_is_set, false)
+}
+
+fn parse_checked(
+    text: &str,
+    file_name: &str,
+    base_dir: &Path,
+    env_is_set: &dyn Fn(&str) -> bool,
+    allow_no_maps: bool,
 ) -> Result<Plan, ConfigErrors> {
     let to_errors = |errors: Vec<ConfigError>| {
         ConfigErrors::new(errors).expect("validation fails only with errors")
@@ -155,8 +190,15 @@ fn parse_with_env(
         sides: read_entries::<SideFile>(&document, "sides", sides, &mut errors),
         maps: read_entries::<MapFile>(&document, "maps", maps, &mut errors),
     };
-    let mut plan =
-        validate::validate(&document, base_dir, env_is_set, contents, errors).map_err(to_errors)?;
+    let mut plan = validate::validate(
+        &document,
+        base_dir,
+        env_is_set,
+        contents,
+        errors,
+        allow_no_maps,
+    )
+    .map_err(to_errors)?;
     plan.operations = operations;
     Ok(plan)
 }

@@ -34,12 +34,14 @@ pub(super) fn validate(
     env_is_set: &dyn Fn(&str) -> bool,
     contents: FileContents,
     errors: Vec<ConfigError>,
+    allow_no_maps: bool,
 ) -> Result<Plan, Vec<ConfigError>> {
     let mut validator = Validator {
         document,
         base_dir,
         env_is_set,
         errors,
+        allow_no_maps,
     };
     match validator.plan(contents) {
         Some(plan) if validator.errors.is_empty() => Ok(plan),
@@ -61,6 +63,8 @@ struct Validator<'a, 't> {
     base_dir: &'a Path,
     env_is_set: &'a dyn Fn(&str) -> bool,
     errors: Vec<ConfigError>,
+    /// A file with sides and no maps is valid (a solution's first import target).
+    allow_no_maps: bool,
 }
 
 /// The opened plugins folder, to check plugin files the way the loader reads them.
@@ -86,6 +90,7 @@ impl Validator<'_, '_> {
 
         let side_entries = match contents.sides {
             Some(entries) if !entries.is_empty() => entries,
+            _ if self.allow_no_maps => Vec::new(),
             _ => {
                 self.error(
                     "sides",
@@ -104,6 +109,7 @@ impl Validator<'_, '_> {
 
         let map_entries = match contents.maps {
             Some(entries) if !entries.is_empty() => entries,
+            _ if self.allow_no_maps => Vec::new(),
             _ => {
                 self.error(
                     "maps",

@@ -63,7 +63,8 @@ pub fn export(
             options.version
         )
     })?;
-    let plan = crate::config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let plan = crate::config::load_allowing_no_maps(config_path)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
     let document: toml_edit::DocumentMut = text
@@ -222,7 +223,7 @@ fn put_path(table: &mut toml_edit::Table, path: &str, value: toml_edit::Item) {
 }
 
 /// How a map of the bundle compares with the deployment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "kebab-case")]
 pub enum MapDiff {
     /// The deployment has no such map.
@@ -277,7 +278,8 @@ pub fn prepare(
     bindings: &[String],
 ) -> anyhow::Result<Prepared> {
     let bundle = Bundle::read(bundle_bytes)?;
-    let plan = crate::config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let plan = crate::config::load_allowing_no_maps(config_path)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
     let document: toml_edit::DocumentMut = text
@@ -374,7 +376,7 @@ pub fn prepare(
         // The config: what the plugin's `configure` says about it.
         let config_json = definition
             .get("config")
-            .map(|config| toml_item_to_json(config))
+            .map(toml_item_to_json)
             .unwrap_or_else(|| serde_json::json!({}));
         if let Err(error) = plugin.start(&config_json.to_string(), Arc::new(NoLookups)) {
             problems.push(format!("{subject}: {error}"));
@@ -585,7 +587,8 @@ pub struct Applied {
 
 /// Applies a prepared bundle to the deployment of `config_path`; see the module doc.
 pub fn apply(prepared: &Prepared, config_path: &Path) -> anyhow::Result<Applied> {
-    let plan = crate::config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let plan = crate::config::load_allowing_no_maps(config_path)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
     let mut document: toml_edit::DocumentMut = text
@@ -630,10 +633,15 @@ pub fn apply(prepared: &Prepared, config_path: &Path) -> anyhow::Result<Applied>
     }
     let new_text = document.to_string();
     // The result must still be a valid deployment before it replaces the file.
-    crate::config::parse(
+    let folder = match config_path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    crate::config::parse_with_options(
         &new_text,
         &config_path.display().to_string(),
-        config_path.parent().unwrap_or(Path::new(".")),
+        &std::path::absolute(folder)?,
+        true,
     )
     .map_err(|errors| {
         anyhow::anyhow!("the config with the solution applied is not valid:\n{errors}")
@@ -660,7 +668,8 @@ pub fn apply(prepared: &Prepared, config_path: &Path) -> anyhow::Result<Applied>
 /// `solution` replaced; returns that entry. Plugin files stay (they are content
 /// addressed).
 pub fn rollback(config_path: &Path, solution: &str) -> anyhow::Result<HistoryEntry> {
-    let plan = crate::config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let plan = crate::config::load_allowing_no_maps(config_path)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let mut entries = history(&plan.data_dir)?;
     let Some(index) = entries
         .iter()
@@ -677,8 +686,8 @@ pub fn rollback(config_path: &Path, solution: &str) -> anyhow::Result<HistoryEnt
 /// The deployment's maps as the engine should run them after a config change: each
 /// map's plugin file and config (JSON), from the config file `config_path`.
 pub fn maps_to_switch(config_path: &Path, maps: &[String]) -> anyhow::Result<Vec<MapSwitch>> {
-    let plan: Plan =
-        crate::config::load(config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let plan: Plan = crate::config::load_allowing_no_maps(config_path)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
     Ok(maps
         .iter()
         .filter_map(|name| plan.map(name))
