@@ -96,6 +96,12 @@ pub struct PluginRuntime {
     engine: PluginEngine,
     linker: Arc<Linker<PluginState>>,
     cache: Option<CodeCache>,
+    /// The components this runtime compiled or read from `cache`, by content hash:
+    /// maps running the same plugin file (a deployment of declarative maps) compile it
+    /// once.
+    compiled: std::sync::Mutex<
+        std::collections::HashMap<loader::ContentHash, wasmtime::component::Component>,
+    >,
     limits: Limits,
 }
 
@@ -118,6 +124,7 @@ impl PluginRuntime {
             engine,
             linker: Arc::new(linker),
             cache,
+            compiled: std::sync::Mutex::default(),
             limits,
         })
     }
