@@ -156,7 +156,8 @@ pub struct DemoMap {
     pub plugin_file: &'static str,
     /// The loaded plugin.
     pub plugin: LoadedPlugin,
-    /// What the plugin describes with its default config.
+    /// What the plugin describes with the map's config (the default config for a
+    /// plugin of its own).
     pub descriptor: Descriptor,
 }
 
