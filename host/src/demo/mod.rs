@@ -684,3 +684,45 @@ pub fn to_crm(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_runs_every_map_of_the_pack_in_dependency_order() {
+        let names: Vec<&str> = map_names().collect();
+        let pack = std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packs/standard/maps"
+        ))
+        .expect("the pack's maps")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "toml"))
+        })
+        .count();
+        assert_eq!(names.len(), pack, "{names:?}");
+        for (at, name) in names.iter().enumerate() {
+            let table = pack_map_table(name).unwrap_or_else(|| panic!("{name}'s fragment"));
+            assert_eq!(
+                table.get("plugin").and_then(toml::Value::as_str),
+                Some(DECLARATIVE_PLUGIN)
+            );
+            assert!(declarative_config(name).is_some(), "{name} has a config");
+            let depends = table
+                .get("depends_on")
+                .and_then(toml::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for dependency in depends {
+                let dependency = dependency.as_str().expect("a map name");
+                assert!(
+                    names[..at].contains(&dependency),
+                    "{name} depends on {dependency}, which the demo seeds and syncs later"
+                );
+            }
+        }
+    }
+}
