@@ -44,6 +44,10 @@ KEYS = {
     ),
 }
 
+# The CRM column naming the table a polymorphic (customer) lookup points into: Dataverse
+# keeps it next to the lookup column as `<column>type` (`customeridtype`).
+POLYMORPHIC_TYPE_FIELD = "{column}type"
+
 # The company field of each side of a map striped by company.
 COMPANY = ("DATAAREAID", "msdyn_company")
 
@@ -102,6 +106,27 @@ def toml_value(value):
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
+
+
+def polymorphic_lookup(crm_column, targets):
+    """The lookup of a line pointing into one of several maps of the pack (`targets`:
+    their MAPS entries), with the CRM type column naming which."""
+    erp_entities = {target[1] for target in targets}
+    lookup = {}
+    if len(erp_entities) == 1:
+        lookup["erp_entity"] = targets[0][1]
+    if all(target[3] for target in targets):
+        lookup["per_company"] = True
+    lookup["type_field"] = POLYMORPHIC_TYPE_FIELD.format(column=crm_column)
+    maps = []
+    for name, erp_entity, crm_entity, _ in targets:
+        target = {"map": name}
+        if len(erp_entities) > 1:
+            target["erp_entity"] = erp_entity
+        target["crm_entity"] = crm_entity
+        maps.append(target)
+    lookup["maps"] = maps
+    return lookup
 
 
 def direction(map_type):
@@ -174,10 +199,10 @@ def main(reference):
                 targets = lookup["in_pack"]
                 in_key = crm_column in crm_key
                 if lookup.get("target_resolution") == "polymorphic":
-                    line["note"] = (
-                        f"polymorphic customer lookup ({lookup['target_table']}): carried as "
-                        "the account number; telling accounts from contacts needs a custom plugin"
-                    )
+                    # A Dataverse customer lookup: the ERP account went to whichever of
+                    # the target maps links it, and the CRM type column next to the
+                    # lookup column (Dataverse's `<column>type`) names that map's table.
+                    line["lookup"] = polymorphic_lookup(crm_column, [MAPS[t] for t in targets])
                 elif not targets:
                     line["note"] = (
                         f"lookup to {lookup['target_map']} ({lookup['target_table']}), a map "

@@ -8,7 +8,10 @@
 //! The rows are made from each map's config, so the test follows the pack when it
 //! changes: a text field gets `<FIELD>-v`, a decimal `12.50`, an integer 7, a date
 //! 2026-01-15, a value-mapped field the first value of its map, a lookup the code of the
-//! row seeded for the map it points to, and a filter's field a value that passes.
+//! row seeded for the map it points to, and a filter's field a value that passes. A
+//! polymorphic lookup (the customer of a sales order header: an account or a contact)
+//! points at the row of its first map; a second sales order header on each side points
+//! at the contacts (person customers), so an order syncs with both kinds of customer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,8 +144,13 @@ fn seed_value(map: &PackMap<'_>, side: Side, line: &Json, field: &str) -> Json {
         return pairs[0][side_key(side)].clone();
     }
     if let Some(lookup) = line.get("lookup") {
-        // Lookups point at the rows seeded on the ERP side, synced before this one.
-        return code(lookup["map"].as_str().expect("lookup map"), Side::Erp).into();
+        // Lookups point at the rows seeded on the ERP side, synced before this one; a
+        // polymorphic lookup at its first map's.
+        let map = match lookup.get("maps") {
+            Some(maps) => &maps[0]["map"],
+            None => &lookup["map"],
+        };
+        return code(map.as_str().expect("lookup map"), Side::Erp).into();
     }
     if line.get("constant").is_some() {
         // A constant the map writes to this side: the row holds what the map would
@@ -158,7 +166,31 @@ fn seed_value(map: &PackMap<'_>, side: Side, line: &Json, field: &str) -> Json {
     }
 }
 
-/// The row of `map` seeded on `side`: every field of that side any line names.
+/// The target of a polymorphic lookup (`line`'s) that `value` points into: the map whose
+/// rows seeded on either side have that code.
+fn polymorphic_target<'l>(line: &'l Json, value: &Json) -> Option<&'l Json> {
+    let maps = line.get("lookup")?.get("maps")?.as_array()?;
+    Some(
+        maps.iter()
+            .find(|target| {
+                let map = target["map"].as_str().expect("target map");
+                [Side::Erp, Side::Crm]
+                    .iter()
+                    .any(|&side| value.as_str() == Some(code(map, side)))
+            })
+            .unwrap_or_else(|| panic!("{value} is the code of none of {maps:?}")),
+    )
+}
+
+/// The CRM type field of a polymorphic lookup line and the table `value` points into.
+fn polymorphic_type(line: &Json, value: &Json) -> Option<(String, Json)> {
+    let target = polymorphic_target(line, value)?;
+    let type_field = line["lookup"]["type_field"].as_str().expect("type_field");
+    Some((type_field.to_owned(), target["crm_entity"].clone()))
+}
+
+/// The row of `map` seeded on `side`: every field of that side any line names (and the
+/// type fields of polymorphic lookups on the CRM side).
 fn seed_row(map: &PackMap<'_>, side: Side) -> Vec<(String, Json)> {
     let mut row: Vec<(String, Json)> = Vec::new();
     for line in map.lines() {
@@ -166,10 +198,40 @@ fn seed_row(map: &PackMap<'_>, side: Side) -> Vec<(String, Json)> {
             continue;
         };
         if !row.iter().any(|(name, _)| name == field) {
-            row.push((field.to_owned(), seed_value(map, side, line, field)));
+            let value = seed_value(map, side, line, field);
+            if side == Side::Crm
+                && let Some(typed) = polymorphic_type(line, &value)
+            {
+                row.push(typed);
+            }
+            row.push((field.to_owned(), value));
         }
     }
     row
+}
+
+/// Sets `field` of a seeded row to `value`, keeping the type field of a polymorphic
+/// lookup on the CRM side in step.
+fn set(map: &PackMap<'_>, side: Side, row: &mut [(String, Json)], field: &str, value: &str) {
+    let value = Json::from(value);
+    for (name, slot) in row.iter_mut() {
+        if name == field {
+            *slot = value.clone();
+        }
+    }
+    if side == Side::Crm {
+        for line in map.lines() {
+            if line["crm"].as_str() == Some(field)
+                && let Some((type_field, table)) = polymorphic_type(line, &value)
+            {
+                for (name, slot) in row.iter_mut() {
+                    if *name == type_field {
+                        *slot = table.clone();
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What the row seeded on `source` must become on the other side: the value of every
@@ -206,6 +268,11 @@ fn expected_row(map: &PackMap<'_>, source: Side, seeded: &[(String, Json)]) -> V
                 None => value,
             }
         };
+        if target == Side::Crm
+            && let Some(typed) = polymorphic_type(line, &value)
+        {
+            row.push(typed);
+        }
         row.push((to, value));
     }
     row
@@ -411,6 +478,47 @@ fn the_standard_pack_loads_and_syncs_a_row_of_every_map_both_ways() {
         insert(&erp, &map.descriptor.erp.entity, &row);
         expected.push((map, expected_row(map, Side::Erp, &row)));
     }
+    // A second sales order whose ordering and invoice customers are a person (a CRM
+    // contact), where the first order's are an organization (a CRM account).
+    let headers = maps
+        .iter()
+        .find(|map| map.name() == "sales-order-headers")
+        .expect("sales order headers");
+    let mut row = seed_row(headers, Side::Erp);
+    set(headers, Side::Erp, &mut row, "SALESORDERNUMBER", "K2");
+    for field in [
+        "ORDERINGCUSTOMERACCOUNTNUMBER",
+        "INVOICECUSTOMERACCOUNTNUMBER",
+    ] {
+        set(
+            headers,
+            Side::Erp,
+            &mut row,
+            field,
+            code("contacts", Side::Erp),
+        );
+    }
+    insert(&erp, &headers.descriptor.erp.entity, &row);
+    let person_order = expected_row(headers, Side::Erp, &row);
+    for (field, table) in [
+        ("customeridtype", "contacts"),
+        ("msdyn_invoicecustomeridtype", "contacts"),
+    ] {
+        assert!(
+            person_order.contains(&(field.to_owned(), table.into())),
+            "{field} names {table}: {person_order:?}"
+        );
+    }
+    expected.push((headers, person_order));
+    let organization_order = &expected
+        .iter()
+        .find(|(map, _)| map.name() == "sales-order-headers")
+        .expect("first order")
+        .1;
+    assert!(
+        organization_order.contains(&("customeridtype".to_owned(), "accounts".into())),
+        "{organization_order:?}"
+    );
     sync_until(&mut engine, &crm, Side::Crm, &expected);
 
     // CRM -> ERP: a row of every two-way map.
@@ -425,6 +533,27 @@ fn the_standard_pack_loads_and_syncs_a_row_of_every_map_both_ways() {
         9,
         "every map but legal entities, units and products flows both ways"
     );
+    // A second order on the CRM side for a contact: the one seeded there (its customer
+    // type names contacts) and, as the invoice customer, the one synced from the ERP.
+    let mut row = seed_row(headers, Side::Crm);
+    set(headers, Side::Crm, &mut row, "msdyn_salesordernumber", "C2");
+    set(
+        headers,
+        Side::Crm,
+        &mut row,
+        "customerid",
+        code("contacts", Side::Crm),
+    );
+    set(
+        headers,
+        Side::Crm,
+        &mut row,
+        "msdyn_invoicecustomerid",
+        code("contacts", Side::Erp),
+    );
+    assert!(row.contains(&("customeridtype".to_owned(), "contacts".into())));
+    insert(&crm, &headers.descriptor.crm.entity, &row);
+    expected.push((headers, expected_row(headers, Side::Crm, &row)));
     sync_until(&mut engine, &erp, Side::Erp, &expected);
 
     for map in &maps {

@@ -711,8 +711,9 @@ fn session_events_and_runtime_config() {
     assert_eq!(after["history"].as_array().expect("history").len(), 3);
 }
 
-/// The demo (what a new user starts) carries a declarative map the web UI can edit:
-/// the standard pack's vendor groups, seeded, merged by the initial sync and synced.
+/// The demo (what a new user starts) runs the standard map pack through the declarative
+/// plugin, so the web UI can edit its maps: the vendor groups seeded, merged by the
+/// initial sync and synced, and sales orders of both kinds of customer.
 #[test]
 fn the_demo_runs_a_declarative_map() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -761,4 +762,17 @@ fn the_demo_runs_a_declarative_map() {
     for group in &erp {
         assert!(crm.contains(group), "{group} is not in the CRM: {crm:?}");
     }
+
+    // Every map of the demo is a map of the standard pack, run by the declarative plugin.
+    let names: Vec<&str> = plan.maps.iter().map(|map| map.name.as_str()).collect();
+    assert_eq!(names.len(), 12, "{names:?}");
+    for map in &plan.maps {
+        assert_eq!(map.plugin, "declarative.wasm", "map {}", map.name);
+    }
+    // Sales orders of both kinds of customer reached the CRM with the customer's table.
+    let kinds = groups(
+        "crm.db",
+        "SELECT DISTINCT customeridtype FROM salesorders WHERE customeridtype IS NOT NULL ORDER BY 1",
+    );
+    assert_eq!(kinds, ["accounts", "contacts"]);
 }

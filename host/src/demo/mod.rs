@@ -1,16 +1,20 @@
-//! `dualwrite demo`: an ERP-like and a CRM-like database shaped after the standard
-//! dual-write maps, seeded with realistic data, merged by initial sync, then kept in
-//! step while a generator edits both sides. Each side is an SQLite file in the demo
-//! folder unless a server URL is given ([`store`]: `--erp postgres://...`, `--crm
-//! mysql://...`).
+//! `dualwrite demo`: an ERP-like and a CRM-like database synced by the standard map
+//! pack (`packs/standard/`, the 12 out-of-the-box dual-write maps, every one run by the
+//! declarative plugin `declarative.wasm` with its pack config), seeded with realistic
+//! data, merged by initial sync, then kept in step while a generator edits both sides.
+//! Each side is an SQLite file in the demo folder unless a server URL is given
+//! ([`store`]: `--erp postgres://...`, `--crm mysql://...`).
 //!
-//! The tables are made from the plugins' own descriptions (every declared field becomes
-//! a column of the matching SQL type; the declared key becomes the primary key), so the
-//! demo schema is exactly what the map pack reads and writes. The ERP side is seeded
-//! with companies, currencies, terms of payment, customer groups and customers; part of
-//! it is also put on the CRM side, as the CRM's plugin-transformed form with some values
-//! changed (so the initial sync has rows to merge, the ERP as master), plus CRM-only
-//! accounts.
+//! The tables are made from what the configured plugin describes for each map (every
+//! declared field becomes a column of the matching SQL type; the declared key becomes
+//! the primary key; customers and contacts share the ERP's customer table), so the demo
+//! schema is exactly what the map pack reads and writes. The ERP side is seeded in
+//! dependency order ([`seed`]: companies, currencies, units, terms of payment, customer
+//! and vendor groups, vendors, organization and person customers, products, sales
+//! orders of both kinds of customer and their lines); part of it is also put on the CRM
+//! side, as the CRM's plugin-transformed form with some values changed (so the initial
+//! sync has rows to merge, the ERP as master), plus CRM-only accounts, contacts and
+//! orders.
 
 pub mod mysql;
 pub mod postgres;
@@ -55,26 +59,79 @@ pub struct DemoOptions {
     pub crm: Option<String>,
 }
 
-/// One map of the demo: its name and plugin file. In dependency order.
-const MAPS: &[(&str, &str)] = &[
-    ("legal-entities", "legal_entities.wasm"),
-    ("currencies", "currencies.wasm"),
-    ("terms-of-payment", "terms_of_payment.wasm"),
-    ("customer-groups", "customer_groups.wasm"),
-    ("vendor-groups", "declarative.wasm"),
-    ("customers", "customers.wasm"),
+/// The plugin every map of the demo runs.
+const DECLARATIVE_PLUGIN: &str = "declarative.wasm";
+
+/// The demo's maps, in dependency order: name and deployment-config fragment (the
+/// standard pack's), whose `[maps.NAME.config]` is the map. The web UI edits them live.
+const DECLARATIVE: &[(&str, &str)] = &[
+    (
+        "legal-entities",
+        include_str!("../../../packs/standard/maps/01-legal-entities.toml"),
+    ),
+    (
+        "currencies",
+        include_str!("../../../packs/standard/maps/02-currencies.toml"),
+    ),
+    (
+        "units",
+        include_str!("../../../packs/standard/maps/03-units.toml"),
+    ),
+    (
+        "terms-of-payment",
+        include_str!("../../../packs/standard/maps/04-terms-of-payment.toml"),
+    ),
+    (
+        "customer-groups",
+        include_str!("../../../packs/standard/maps/05-customer-groups.toml"),
+    ),
+    (
+        "vendor-groups",
+        include_str!("../../../packs/standard/maps/06-vendor-groups.toml"),
+    ),
+    (
+        "vendors",
+        include_str!("../../../packs/standard/maps/07-vendors.toml"),
+    ),
+    (
+        "customers",
+        include_str!("../../../packs/standard/maps/08-customers.toml"),
+    ),
+    (
+        "contacts",
+        include_str!("../../../packs/standard/maps/09-contacts.toml"),
+    ),
+    (
+        "products",
+        include_str!("../../../packs/standard/maps/10-products.toml"),
+    ),
+    (
+        "sales-order-headers",
+        include_str!("../../../packs/standard/maps/11-sales-order-headers.toml"),
+    ),
+    (
+        "sales-order-lines",
+        include_str!("../../../packs/standard/maps/12-sales-order-lines.toml"),
+    ),
 ];
 
-/// The demo's declarative maps: name and deployment-config fragment (the standard
-/// pack's), whose `[maps.NAME.config]` is the map. The web UI edits them live.
-const DECLARATIVE: &[(&str, &str)] = &[(
-    "vendor-groups",
-    include_str!("../../../packs/standard/maps/06-vendor-groups.toml"),
-)];
+/// The names of the demo's maps, in dependency order.
+pub fn map_names() -> impl Iterator<Item = &'static str> {
+    DECLARATIVE.iter().map(|(name, _)| *name)
+}
 
-/// The plugin config of a declarative map of the demo, as JSON; `None` for the maps
-/// with plugins of their own.
-fn declarative_config(name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+/// The `[maps.NAME]` table of a demo map's fragment (without its config), parsed.
+fn pack_map_table(name: &str) -> Option<toml::Table> {
+    let (_, fragment) = DECLARATIVE.iter().find(|(map, _)| *map == name)?;
+    let document: toml::Table = toml::from_str(fragment).ok()?;
+    let mut table = document.get("maps")?.get(name)?.as_table()?.clone();
+    table.remove("config");
+    Some(table)
+}
+
+/// The plugin config of a map of the demo (the pack's), as JSON; `None` for a map the
+/// pack does not have.
+pub fn declarative_config(name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     let (_, fragment) = DECLARATIVE.iter().find(|(map, _)| *map == name)?;
     let document: toml::Table = toml::from_str(fragment).ok()?;
     let config = document.get("maps")?.get(name)?.get("config")?;
@@ -99,7 +156,8 @@ pub struct DemoMap {
     pub plugin_file: &'static str,
     /// The loaded plugin.
     pub plugin: LoadedPlugin,
-    /// What the plugin describes with its default config.
+    /// What the plugin describes with the map's config (the default config for a
+    /// plugin of its own).
     pub descriptor: Descriptor,
 }
 
@@ -127,25 +185,25 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
                     options.plugins_dir.display()
                 )
             })?;
+    let plugin = runtime
+        .load(&plugins, DECLARATIVE_PLUGIN)
+        .with_context(|| format!("loading the {DECLARATIVE_PLUGIN} plugin"))?;
     let mut maps = Vec::new();
-    for (name, file) in MAPS {
-        let plugin = runtime
-            .load(&plugins, file)
-            .with_context(|| format!("loading the {name} plugin"))?;
-        let descriptor = match declarative_config(name) {
-            Some(config) => plugin
-                .start(
-                    &serde_json::Value::Object(config).to_string(),
-                    Arc::new(NoLookups),
-                )?
-                .descriptor()
-                .clone(),
-            None => plugin.describe_default()?,
-        };
+    for name in map_names() {
+        let config = declarative_config(name)
+            .with_context(|| format!("the pack's fragment of {name} has no config"))?;
+        let descriptor = plugin
+            .start(
+                &serde_json::Value::Object(config).to_string(),
+                Arc::new(NoLookups),
+            )
+            .with_context(|| format!("configuring the {name} map"))?
+            .descriptor()
+            .clone();
         maps.push(DemoMap {
             name,
-            plugin_file: file,
-            plugin,
+            plugin_file: DECLARATIVE_PLUGIN,
+            plugin: plugin.clone(),
             descriptor,
         });
     }
@@ -158,8 +216,9 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
             .with_context(|| format!("making the {side} tables in {}", store.describe()))?;
     }
     eprintln!(
-        "seeding {} customers (ERP: {}, CRM: {}) ...",
+        "seeding {} customers, their orders and the reference data of {} maps (ERP: {}, CRM: {}) ...",
         options.customers,
+        maps.len(),
         erp.describe(),
         crm.describe()
     );
@@ -291,23 +350,7 @@ pub fn create_entity_tables(
     let db =
         rusqlite::Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
     db.execute_batch("PRAGMA journal_mode = WAL;")?;
-    let mut tables: Vec<(&str, Vec<&crate::change::FieldSpec>)> = Vec::new();
-    for descriptor in descriptors {
-        let entity = descriptor.entity(side);
-        let at = match tables.iter().position(|(name, _)| *name == entity.entity) {
-            Some(at) => at,
-            None => {
-                tables.push((&entity.entity, Vec::new()));
-                tables.len() - 1
-            }
-        };
-        for field in &entity.fields {
-            if !tables[at].1.iter().any(|known| known.name == field.name) {
-                tables[at].1.push(field);
-            }
-        }
-    }
-    for (entity, fields) in tables {
+    for (entity, fields) in entity_tables(side, descriptors) {
         let columns: Vec<String> = fields
             .iter()
             .map(|field| {
@@ -331,6 +374,31 @@ pub fn create_entity_tables(
         ))?;
     }
     Ok(())
+}
+
+/// The tables of `side` the described maps need: each entity once, with every field any
+/// of the maps declares for it (the first declaration of a field wins), in map order.
+pub fn entity_tables<'d>(
+    side: Side,
+    descriptors: &[&'d Descriptor],
+) -> Vec<(&'d str, Vec<&'d crate::change::FieldSpec>)> {
+    let mut tables: Vec<(&str, Vec<&crate::change::FieldSpec>)> = Vec::new();
+    for descriptor in descriptors {
+        let entity = descriptor.entity(side);
+        let at = match tables.iter().position(|(name, _)| *name == entity.entity) {
+            Some(at) => at,
+            None => {
+                tables.push((&entity.entity, Vec::new()));
+                tables.len() - 1
+            }
+        };
+        for field in &entity.fields {
+            if !tables[at].1.iter().any(|known| known.name == field.name) {
+                tables[at].1.push(field);
+            }
+        }
+    }
+    tables
 }
 
 fn config_text(
@@ -362,10 +430,19 @@ fn config_text(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // A one-way map of the pack stays one-way; the others let the ERP win conflicts.
+        let flow = match pack_map_table(map.name)
+            .as_ref()
+            .and_then(|table| table.get("direction"))
+            .and_then(toml::Value::as_str)
+        {
+            Some(direction) => format!("direction = {direction:?}"),
+            None => "conflict = { policy = \"side-wins\", winner = \"erp\" }".to_owned(),
+        };
         text.push_str(&format!(
             "\n[maps.{}]\nplugin = {:?}\nerp = {{ side = \"erp\", entity = {:?}, key = [{}] }}\n\
              crm = {{ side = \"crm\", entity = {:?}, key = [{}] }}\n\
-             depends_on = [{}]\nconflict = {{ policy = \"side-wins\", winner = \"erp\" }}\n\
+             depends_on = [{}]\n{flow}\n\
              initial_sync = {{ master = \"erp\" }}\nbatch_size = 1000\n",
             map.name,
             map.plugin_file,
@@ -375,7 +452,9 @@ fn config_text(
             key(Side::Crm),
             depends.join(", ")
         ));
-        if let Some(config) = declarative_config_text(map.name) {
+        if map.plugin_file == DECLARATIVE_PLUGIN
+            && let Some(config) = declarative_config_text(map.name)
+        {
             text.push('\n');
             text.push_str(config);
         }
@@ -552,7 +631,11 @@ pub fn to_crm(
     map: &DemoMap,
     rows: &[crate::capture::RowImage],
 ) -> anyhow::Result<Vec<Option<crate::capture::RowImage>>> {
-    let mut runner = match declarative_config(map.name) {
+    let config = match map.plugin_file {
+        DECLARATIVE_PLUGIN => declarative_config(map.name),
+        _ => None,
+    };
+    let mut runner = match config {
         Some(mut config) => {
             config.insert("resolve_lookups".into(), serde_json::Value::Bool(false));
             map.plugin.start(
@@ -600,4 +683,46 @@ pub fn to_crm(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_runs_every_map_of_the_pack_in_dependency_order() {
+        let names: Vec<&str> = map_names().collect();
+        let pack = std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../packs/standard/maps"
+        ))
+        .expect("the pack's maps")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "toml"))
+        })
+        .count();
+        assert_eq!(names.len(), pack, "{names:?}");
+        for (at, name) in names.iter().enumerate() {
+            let table = pack_map_table(name).unwrap_or_else(|| panic!("{name}'s fragment"));
+            assert_eq!(
+                table.get("plugin").and_then(toml::Value::as_str),
+                Some(DECLARATIVE_PLUGIN)
+            );
+            assert!(declarative_config(name).is_some(), "{name} has a config");
+            let depends = table
+                .get("depends_on")
+                .and_then(toml::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for dependency in depends {
+                let dependency = dependency.as_str().expect("a map name");
+                assert!(
+                    names[..at].contains(&dependency),
+                    "{name} depends on {dependency}, which the demo seeds and syncs later"
+                );
+            }
+        }
+    }
 }

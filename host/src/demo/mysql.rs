@@ -40,10 +40,10 @@ pub fn create_tables(
     let opts = mysql::Opts::from_url(&driver_url).with_context(|| format!("parsing {url}"))?;
     let opts = mysql::OptsBuilder::from_opts(opts).pass(password);
     let mut conn = mysql::Conn::new(opts).with_context(|| format!("connecting to {url}"))?;
-    for map in maps {
-        let entity = map.descriptor.entity(side);
-        let columns: Vec<String> = entity
-            .fields
+    let descriptors: Vec<&crate::change::Descriptor> =
+        maps.iter().map(|map| &map.descriptor).collect();
+    for (entity, fields) in super::entity_tables(side, &descriptors) {
+        let columns: Vec<String> = fields
             .iter()
             .map(|field| {
                 format!(
@@ -54,15 +54,19 @@ pub fn create_tables(
                 )
             })
             .collect();
-        let key: Vec<String> = map.key(side).iter().map(|name| quote_ident(name)).collect();
+        let key: Vec<String> = fields
+            .iter()
+            .filter(|field| field.key)
+            .map(|field| quote_ident(&field.name))
+            .collect();
         conn.query_drop(format!(
             "CREATE TABLE {} ({}, PRIMARY KEY ({})) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 \
              COLLATE = utf8mb4_bin",
-            quote_ident(&entity.entity),
+            quote_ident(entity),
             columns.join(", "),
             key.join(", ")
         ))
-        .with_context(|| format!("creating {} in {url}", entity.entity))?;
+        .with_context(|| format!("creating {entity} in {url}"))?;
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ pub fn column_type(kind: ValueKind) -> &'static str {
 }
 
 /// Creates the `side` table of each map in the PostgreSQL database at `url` (trust or
-/// password-less access).
+/// password-less access); maps sharing an entity share its table.
 pub fn create_tables(url: &str, side: Side, maps: &[DemoMap]) -> anyhow::Result<()> {
     let mut client = postgres::Client::connect(url, postgres::NoTls)
         .with_context(|| format!("connecting to {url}"))?;
@@ -38,10 +38,10 @@ pub fn create_tables_with(
     side: Side,
     maps: &[DemoMap],
 ) -> anyhow::Result<()> {
-    for map in maps {
-        let entity = map.descriptor.entity(side);
-        let columns: Vec<String> = entity
-            .fields
+    let descriptors: Vec<&crate::change::Descriptor> =
+        maps.iter().map(|map| &map.descriptor).collect();
+    for (entity, fields) in super::entity_tables(side, &descriptors) {
+        let columns: Vec<String> = fields
             .iter()
             .map(|field| {
                 format!(
@@ -52,15 +52,19 @@ pub fn create_tables_with(
                 )
             })
             .collect();
-        let key: Vec<String> = map.key(side).iter().map(|name| quote_ident(name)).collect();
+        let key: Vec<String> = fields
+            .iter()
+            .filter(|field| field.key)
+            .map(|field| quote_ident(&field.name))
+            .collect();
         client
             .batch_execute(&format!(
                 "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
-                quote_ident(&entity.entity),
+                quote_ident(entity),
                 columns.join(", "),
                 key.join(", ")
             ))
-            .with_context(|| format!("creating {} in {url}", entity.entity))?;
+            .with_context(|| format!("creating {entity} in {url}"))?;
     }
     Ok(())
 }

@@ -165,20 +165,34 @@ impl PluginRuntime {
         check_header(file, bytes)?;
         let engine = self.engine.engine();
         let hash = ContentHash::of(bytes);
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|cache| cache.get(engine, &hash));
-        let component = match cached {
+        let remembered = self
+            .compiled
+            .lock()
+            .ok()
+            .and_then(|compiled| compiled.get(&hash).cloned());
+        let component = match remembered {
             Some(component) => component,
             None => {
-                let component =
-                    Component::new(engine, bytes).map_err(|error| LoadError::Invalid {
-                        file: file.to_owned(),
-                        message: first_line(&error),
-                    })?;
-                if let Some(cache) = &self.cache {
-                    cache.put(&hash, &component);
+                let cached = self
+                    .cache
+                    .as_ref()
+                    .and_then(|cache| cache.get(engine, &hash));
+                let component = match cached {
+                    Some(component) => component,
+                    None => {
+                        let component =
+                            Component::new(engine, bytes).map_err(|error| LoadError::Invalid {
+                                file: file.to_owned(),
+                                message: first_line(&error),
+                            })?;
+                        if let Some(cache) = &self.cache {
+                            cache.put(&hash, &component);
+                        }
+                        component
+                    }
+                };
+                if let Ok(mut compiled) = self.compiled.lock() {
+                    compiled.insert(hash, component.clone());
                 }
                 component
             }

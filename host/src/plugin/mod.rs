@@ -98,6 +98,14 @@ pub struct PluginRuntime {
     engine: Arc<PluginEngine>,
     linker: Arc<Linker<PluginState>>,
     cache: Option<Arc<CodeCache>>,
+    /// The components this runtime compiled or read from `cache`, by content hash:
+    /// maps running the same plugin file (a deployment of declarative maps) compile it
+    /// once. Shared by clones.
+    compiled: Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<loader::ContentHash, wasmtime::component::Component>,
+        >,
+    >,
     limits: Limits,
 }
 
@@ -120,6 +128,7 @@ impl PluginRuntime {
             engine: Arc::new(engine),
             linker: Arc::new(linker),
             cache,
+            compiled: Arc::default(),
             limits,
         })
     }

@@ -57,6 +57,9 @@ pub enum Carry {
     ValueMap(Vec<(Value, Value)>),
     /// A key of a row of another map, translated through its links.
     Lookup(Lookup),
+    /// A key of a row of one of several maps, translated through the links of the one
+    /// the row is linked by; a CRM type field names its CRM table.
+    Polymorphic(Polymorphic),
     /// A fixed value written on the target.
     Constant(Value),
 }
@@ -71,6 +74,19 @@ pub struct Lookup {
     /// The target entity on the CRM side.
     pub crm_entity: String,
     /// Whether the target key is (company, code).
+    pub per_company: bool,
+}
+
+/// A polymorphic lookup: the value is the key of a row of one of `targets`, and the CRM
+/// field `type_field` names which (by the target's CRM entity).
+#[derive(Debug)]
+pub struct Polymorphic {
+    /// The maps the value may point into, in the order they are tried (each with
+    /// `per_company` as the lookup's).
+    pub targets: Vec<Lookup>,
+    /// The CRM field naming the target's CRM entity.
+    pub type_field: FieldId,
+    /// Whether the targets' keys are (company, code), the company being this row's.
     pub per_company: bool,
 }
 
@@ -104,6 +120,15 @@ pub struct Line {
 }
 
 impl Line {
+    /// The CRM type field of a polymorphic lookup, written next to the CRM field and
+    /// read with it.
+    pub fn type_field(&self) -> Option<FieldId> {
+        match &self.carry {
+            Carry::Polymorphic(polymorphic) => Some(polymorphic.type_field),
+            _ => None,
+        }
+    }
+
     /// The field of `side`.
     pub fn field(&self, side: Side) -> Option<FieldId> {
         match side {
@@ -492,9 +517,14 @@ fn compile_config(config: MapConfig) -> Result<Map, ConfigError> {
     }
 
     let mut depends_on: Vec<String> = Vec::new();
-    let lookups = map.lines.iter().filter_map(|line| match &line.carry {
-        Carry::Lookup(lookup) => lookup.map.clone(),
-        _ => None,
+    let lookups = map.lines.iter().flat_map(|line| match &line.carry {
+        Carry::Lookup(lookup) => lookup.map.iter().cloned().collect(),
+        Carry::Polymorphic(polymorphic) => polymorphic
+            .targets
+            .iter()
+            .filter_map(|target| target.map.clone())
+            .collect(),
+        _ => Vec::new(),
     });
     for name in config.depends_on.iter().cloned().chain(lookups) {
         if name != map.name && !depends_on.contains(&name) {
@@ -573,27 +603,11 @@ fn compile_line(
                 "a lookup per company needs the map's company fields (\"company\": {\"erp\": ..., \"crm\": ...})",
             ));
         }
-        for (name, value) in [
-            ("erp_entity", &lookup.erp_entity),
-            ("crm_entity", &lookup.crm_entity),
-        ] {
-            if value.is_empty() {
-                return Err(error(
-                    format!("{path}/lookup/{name}"),
-                    "the entity name must not be empty",
-                ));
-            }
-        }
-        (
-            Carry::Lookup(Lookup {
-                map: lookup.map.clone(),
-                erp_entity: lookup.erp_entity.clone(),
-                crm_entity: lookup.crm_entity.clone(),
-                per_company: lookup.per_company,
-            }),
-            Some(ValueKind::Text),
-            Some(ValueKind::Text),
-        )
+        let carry = match &lookup.maps {
+            None => Carry::Lookup(compile_lookup(lookup, path)?),
+            Some(targets) => Carry::Polymorphic(compile_polymorphic(lookup, targets, line, path)?),
+        };
+        (carry, Some(ValueKind::Text), Some(ValueKind::Text))
     } else if let Some(constant) = &line.constant {
         let target_kind = if direction == Direction::ToCrm {
             crm_kind
@@ -636,6 +650,16 @@ fn compile_line(
         None => None,
     };
 
+    let mut carry = carry;
+    if let (Carry::Polymorphic(polymorphic), Some(lookup)) = (&mut carry, &line.lookup)
+        && let Some(type_name) = &lookup.type_field
+    {
+        polymorphic.type_field = fields[1].declare(
+            type_name,
+            Some(ValueKind::Text),
+            &format!("{path}/lookup/type_field"),
+        )?;
+    }
     let mut compiled = Line {
         erp,
         crm,
@@ -666,6 +690,151 @@ fn compile_line(
         }
     }
     Ok(compiled)
+}
+
+/// A lookup to one map.
+fn compile_lookup(lookup: &config::LookupConfig, path: &str) -> Result<Lookup, ConfigError> {
+    if let Some(type_field) = &lookup.type_field {
+        return Err(error(
+            format!("{path}/lookup/type_field"),
+            format!(
+                "{type_field} would name the table of a polymorphic lookup, but the lookup names one map; list the maps it may point into in maps"
+            ),
+        ));
+    }
+    let mut entities = [String::new(), String::new()];
+    for (slot, (name, value)) in [
+        ("erp_entity", &lookup.erp_entity),
+        ("crm_entity", &lookup.crm_entity),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match value {
+            None => {
+                return Err(error(
+                    format!("{path}/lookup"),
+                    format!(
+                        "missing field `{name}`: a lookup names the erp_entity and crm_entity of the map it points into (or maps, for a polymorphic lookup)"
+                    ),
+                ));
+            }
+            Some(value) if value.is_empty() => {
+                return Err(error(
+                    format!("{path}/lookup/{name}"),
+                    "the entity name must not be empty",
+                ));
+            }
+            Some(value) => entities[slot] = value.clone(),
+        }
+    }
+    let [erp_entity, crm_entity] = entities;
+    Ok(Lookup {
+        map: lookup.map.clone(),
+        erp_entity,
+        crm_entity,
+        per_company: lookup.per_company,
+    })
+}
+
+/// A polymorphic lookup: several target maps and the CRM type field naming which.
+fn compile_polymorphic(
+    lookup: &config::LookupConfig,
+    targets: &[config::LookupTargetConfig],
+    line: &FieldConfig,
+    path: &str,
+) -> Result<Polymorphic, ConfigError> {
+    let at = format!("{path}/lookup");
+    for (name, given) in [
+        ("map", lookup.map.is_some()),
+        ("crm_entity", lookup.crm_entity.is_some()),
+    ] {
+        if given {
+            return Err(error(
+                format!("{at}/{name}"),
+                format!(
+                    "a polymorphic lookup names the {name} of each map it may point into in maps, not once for all"
+                ),
+            ));
+        }
+    }
+    if targets.len() < 2 {
+        return Err(error(
+            format!("{at}/maps"),
+            "a polymorphic lookup points into at least two maps; a lookup to one map names its erp_entity and crm_entity",
+        ));
+    }
+    let Some(type_name) = &lookup.type_field else {
+        return Err(error(
+            format!("{at}/type_field"),
+            format!(
+                "a polymorphic lookup needs type_field, the CRM field next to {} naming the CRM table the value points into",
+                line.crm.as_deref().unwrap_or("the lookup")
+            ),
+        ));
+    };
+    if line.crm.as_deref() == Some(type_name.as_str()) {
+        return Err(error(
+            format!("{at}/type_field"),
+            format!(
+                "{type_name} is the lookup's own CRM field; the type goes in a field of its own"
+            ),
+        ));
+    }
+    if let Some(erp_entity) = &lookup.erp_entity
+        && erp_entity.is_empty()
+    {
+        return Err(error(
+            format!("{at}/erp_entity"),
+            "the entity name must not be empty",
+        ));
+    }
+    let mut compiled: Vec<Lookup> = Vec::with_capacity(targets.len());
+    for (index, target) in targets.iter().enumerate() {
+        let here = format!("{at}/maps/{index}");
+        let Some(erp_entity) = target.erp_entity.as_ref().or(lookup.erp_entity.as_ref()) else {
+            return Err(error(
+                format!("{here}/erp_entity"),
+                "the target's ERP entity is not given, here or as the lookup's erp_entity",
+            ));
+        };
+        if erp_entity.is_empty() {
+            return Err(error(
+                format!("{here}/erp_entity"),
+                "the entity name must not be empty",
+            ));
+        }
+        if target.crm_entity.is_empty() {
+            return Err(error(
+                format!("{here}/crm_entity"),
+                "the entity name must not be empty",
+            ));
+        }
+        if let Some(earlier) = compiled
+            .iter()
+            .position(|known| known.crm_entity.eq_ignore_ascii_case(&target.crm_entity))
+        {
+            return Err(error(
+                format!("{here}/crm_entity"),
+                format!(
+                    "{} is also the CRM entity of maps/{earlier}; {type_name} names the target by its CRM entity, so each target needs its own",
+                    target.crm_entity
+                ),
+            ));
+        }
+        compiled.push(Lookup {
+            map: target.map.clone(),
+            erp_entity: erp_entity.clone(),
+            crm_entity: target.crm_entity.clone(),
+            per_company: lookup.per_company,
+        });
+    }
+    Ok(Polymorphic {
+        targets: compiled,
+        // Declared after the line's own fields (see `compile_line`), so it follows them.
+        type_field: FieldId::MAX,
+        per_company: lookup.per_company,
+    })
 }
 
 type Pairs = Vec<(Value, Value)>;
@@ -773,6 +942,28 @@ fn check_targets(
                 ));
             }
             written.push((to, at));
+            if let (Side::Crm, Some(type_field)) = (target, line.type_field()) {
+                let path = format!("/fields/{at}/lookup/type_field");
+                if keys[target_index].contains(&type_field) {
+                    return Err(error(
+                        path,
+                        format!(
+                            "{} is a key field of the crm side; a lookup's type field is written from the lookup",
+                            fields[target_index].names[type_field as usize]
+                        ),
+                    ));
+                }
+                if let Some((_, earlier)) = written.iter().find(|(field, _)| *field == type_field) {
+                    return Err(error(
+                        path,
+                        format!(
+                            "{} is written by fields[{earlier}] too, in the same direction",
+                            fields[target_index].names[type_field as usize]
+                        ),
+                    ));
+                }
+                written.push((type_field, at));
+            }
             let target_is_key = keys[target_index].contains(&to);
             let from_key = line
                 .field(source)

@@ -120,19 +120,38 @@ pub struct ValuePair {
     pub crm: Json,
 }
 
-/// Where a lookup points.
+/// Where a lookup points: one map (`erp_entity`, `crm_entity`, optionally `map`), or, for
+/// a polymorphic lookup, several (`maps`, each naming its CRM table) with a CRM
+/// `type_field` naming the table the value points into.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupConfig {
     /// The map whose rows it refers to (added to `depends_on`).
     pub map: Option<String>,
-    /// That map's ERP entity.
-    pub erp_entity: String,
-    /// That map's CRM entity.
-    pub crm_entity: String,
+    /// That map's ERP entity (for `maps`, the default of each target's).
+    pub erp_entity: Option<String>,
+    /// That map's CRM entity (not with `maps`: each target names its own).
+    pub crm_entity: Option<String>,
     /// Whether that map's key is (company, code), the company being this row's.
     #[serde(default)]
     pub per_company: bool,
+    /// A polymorphic lookup: the maps the value may point into, tried in order.
+    pub maps: Option<Vec<LookupTargetConfig>>,
+    /// For `maps`: the CRM field naming the CRM table the value points into (one of the
+    /// targets' `crm_entity`).
+    pub type_field: Option<String>,
+}
+
+/// One map a polymorphic lookup may point into.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupTargetConfig {
+    /// The map (added to `depends_on`).
+    pub map: Option<String>,
+    /// Its ERP entity (default: the lookup's `erp_entity`).
+    pub erp_entity: Option<String>,
+    /// Its CRM entity, also the value of the type field naming it.
+    pub crm_entity: String,
 }
 
 /// A direction as written.

@@ -14,7 +14,10 @@
 //!   - `lookup`: the value is the key of a row of another map (`erp_entity`,
 //!     `crm_entity`, optionally `map` and `per_company`), translated through the
 //!     engine's links by the host's `translate-key`; a row not linked yet is
-//!     `dependency-missing`, which the engine retries once that map has synced it;
+//!     `dependency-missing`, which the engine retries once that map has synced it; a
+//!     polymorphic lookup lists the maps it may point into (`maps`, each with its
+//!     `crm_entity`) and a CRM `type_field` naming the CRM table of the one the value
+//!     points into (Dataverse's customer lookups, `customerid` and `customeridtype`);
 //!   - `constant`: a value always written to the one field the line names;
 //!
 //!   and `default`, written on the target when the source value is null;
@@ -53,7 +56,7 @@ use dualwrite_guest::{
     MapPlugin, Outcome, Side, Value, ValueKind, Write, WriteOp,
 };
 
-use compile::{Carry, Line, Lookup, Map, kind_name, same};
+use compile::{Carry, Line, Lookup, Map, Polymorphic, kind_name, same};
 
 /// The plugin's version.
 pub const VERSION: &str = "1.0.0";
@@ -113,7 +116,7 @@ impl fmt::Display for Shown<'_> {
 }
 
 /// The `transform` text of a line, for `describe`.
-fn describe_line(line: &Line) -> String {
+fn describe_line(line: &Line, type_field_name: &str) -> String {
     let mut text = match &line.carry {
         Carry::Copy => "copy".to_owned(),
         Carry::ValueMap(pairs) => {
@@ -138,6 +141,30 @@ fn describe_line(line: &Line) -> String {
                 } else {
                     ""
                 }
+            )
+        }
+        Carry::Polymorphic(polymorphic) => {
+            let targets: Vec<String> = polymorphic
+                .targets
+                .iter()
+                .map(|target| {
+                    let map = target
+                        .map
+                        .as_deref()
+                        .map(|map| format!("{map}: "))
+                        .unwrap_or_default();
+                    format!("{map}{} <-> {}", target.erp_entity, target.crm_entity)
+                })
+                .collect();
+            format!(
+                "polymorphic lookup ({}{}; the CRM table in {})",
+                targets.join(" | "),
+                if polymorphic.per_company {
+                    ", per company"
+                } else {
+                    ""
+                },
+                type_field_name
             )
         }
         Carry::Constant(value) => format!("constant {}", Shown(value)),
@@ -242,9 +269,8 @@ impl Map {
                 if !line.direction.flows_from(source) || !target_key.contains(&to) {
                     continue;
                 }
-                match self.carry(line, change, host) {
-                    Ok(value) => fields.push(FieldValue { field: to, value }),
-                    Err(failed) => return failed,
+                if let Err(failed) = self.carry_into(line, to, change, host, &mut fields) {
+                    return failed;
                 }
             }
             return Outcome::write(Write {
@@ -275,7 +301,9 @@ impl Map {
             let is_key = target_key.contains(&to);
             let is_constant = matches!(line.carry, Carry::Constant(_));
             if !full && !is_key && !is_constant {
-                let touched = line.field(source).is_some_and(|from| change.touches(from));
+                let touched = line.field(source).is_some_and(|from| change.touches(from))
+                    || (source == Side::Crm
+                        && line.type_field().is_some_and(|id| change.touches(id)));
                 if !touched {
                     continue;
                 }
@@ -283,9 +311,8 @@ impl Map {
             if !is_key && !is_constant {
                 carried += 1;
             }
-            match self.carry(line, change, host) {
-                Ok(value) => fields.push(FieldValue { field: to, value }),
-                Err(failed) => return failed,
+            if let Err(failed) = self.carry_into(line, to, change, host, &mut fields) {
+                return failed;
             }
         }
         if !full && carried == 0 {
@@ -295,6 +322,32 @@ impl Map {
             op: WriteOp::Upsert,
             fields,
         })
+    }
+
+    /// Adds the target value(s) of one line for a change to `fields`: the value of its
+    /// target field `to`, and for a polymorphic lookup written to the CRM its type field.
+    fn carry_into(
+        &self,
+        line: &Line,
+        to: FieldId,
+        change: &Change,
+        host: &dyn Host,
+        fields: &mut Vec<FieldValue>,
+    ) -> Result<(), Outcome> {
+        if let Carry::Polymorphic(polymorphic) = &line.carry {
+            let (value, table) = self.polymorphic(polymorphic, line, change, host)?;
+            fields.push(FieldValue { field: to, value });
+            if change.source == Side::Erp {
+                fields.push(FieldValue {
+                    field: polymorphic.type_field,
+                    value: table,
+                });
+            }
+            return Ok(());
+        }
+        let value = self.carry(line, change, host)?;
+        fields.push(FieldValue { field: to, value });
+        Ok(())
     }
 
     /// The target value of one line for a change.
@@ -353,6 +406,222 @@ impl Map {
                 })
             }
             Carry::Lookup(lookup) => self.lookup(lookup, change, from, host),
+            Carry::Polymorphic(polymorphic) => self
+                .polymorphic(polymorphic, line, change, host)
+                .map(|(value, _)| value),
+        }
+    }
+
+    /// The key a lookup from field `from` translates: the value, after this row's
+    /// company for a lookup per company; and the words naming the company in messages.
+    fn lookup_key(
+        &self,
+        per_company: bool,
+        change: &Change,
+        from: FieldId,
+    ) -> Result<(Vec<Value>, String), Outcome> {
+        let spec = self.side(change.source);
+        let value = change.get(from);
+        if !per_company {
+            return Ok((vec![value.clone()], String::new()));
+        }
+        let Some(company_field) = spec.company else {
+            return Err(Outcome::rejected(
+                "the map has no company field for a lookup per company",
+                Some(from),
+            ));
+        };
+        match change.get(company_field) {
+            Value::Text(company) if !company.is_empty() => Ok((
+                vec![Value::Text(company.clone()), value.clone()],
+                format!(" of company {company}"),
+            )),
+            other => Err(Outcome::rejected(
+                format!(
+                    "{}: the lookup is per company, but {} is {}",
+                    spec.name(from),
+                    spec.name(company_field),
+                    Shown(other)
+                ),
+                Some(company_field),
+            )),
+        }
+    }
+
+    /// A host error of a lookup as the outcome: transient when retryable.
+    fn lookup_failed(
+        message: String,
+        error: &dualwrite_guest::HostError,
+        from: FieldId,
+    ) -> Outcome {
+        let message = format!("{message}: {}", error.message);
+        if error.retryable {
+            Outcome::transient(message, Some(from))
+        } else {
+            Outcome::rejected(message, Some(from))
+        }
+    }
+
+    /// Translates a polymorphic lookup: the target value and, for a change from the ERP,
+    /// the CRM table it points into (for the type field).
+    ///
+    /// From the ERP, the value's row is translated through the targets' ERP entities
+    /// (one row of a shared ERP entity is linked by one map at most), and the map that
+    /// links it is the target whose CRM entity translates the linked key back to it.
+    /// From the CRM, the type field names the target (when it is null, the one target
+    /// that links the value).
+    fn polymorphic(
+        &self,
+        polymorphic: &Polymorphic,
+        line: &Line,
+        change: &Change,
+        host: &dyn Host,
+    ) -> Result<(Value, Value), Outcome> {
+        let source = change.source;
+        let spec = self.side(source);
+        let Some(from) = line.field(source) else {
+            return Ok((Value::Null, Value::Null));
+        };
+        let value = change.get(from);
+        if value.is_null() || matches!(value, Value::Text(text) if text.is_empty()) {
+            let default = line.default_from(source).cloned().unwrap_or(Value::Null);
+            return Ok((default, Value::Null));
+        }
+        let Value::Text(text) = value else {
+            return Err(self.wrong_kind(source, from, value));
+        };
+        if !self.resolve_lookups {
+            return Ok((value.clone(), Value::Null));
+        }
+        let (key, of_company) = self.lookup_key(polymorphic.per_company, change, from)?;
+        let field = spec.name(from);
+        let type_name = self.crm.name(polymorphic.type_field);
+        let tables = || {
+            polymorphic
+                .targets
+                .iter()
+                .map(|target| target.crm_entity.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let translate = |side: Side, entity: &str, key: &[Value]| {
+            host.translate_key(side, entity, key).map_err(|error| {
+                Self::lookup_failed(
+                    format!("{field}: could not look up {text:?}{of_company} ({entity})"),
+                    &error,
+                    from,
+                )
+            })
+        };
+        let last = |mut linked: Vec<Value>, entity: &str| {
+            linked.pop().ok_or_else(|| {
+                Outcome::rejected(
+                    format!("{field}: the host translated {text:?}{of_company} ({entity}) to an empty key"),
+                    Some(from),
+                )
+            })
+        };
+        match source {
+            Side::Erp => {
+                let mut entities: Vec<&str> = Vec::new();
+                let mut linked_elsewhere = false;
+                for target in &polymorphic.targets {
+                    if !entities.contains(&target.erp_entity.as_str()) {
+                        entities.push(&target.erp_entity);
+                    }
+                    let Some(linked) = translate(Side::Erp, &target.erp_entity, &key)? else {
+                        continue;
+                    };
+                    let back = translate(Side::Crm, &target.crm_entity, &linked)?;
+                    let is_ours = back.is_some_and(|back| {
+                        back.len() == key.len() && back.iter().zip(&key).all(|(a, b)| same(a, b))
+                    });
+                    if is_ours {
+                        let code = last(linked, &target.crm_entity)?;
+                        return Ok((code, Value::Text(target.crm_entity.clone())));
+                    }
+                    linked_elsewhere = true;
+                }
+                if linked_elsewhere {
+                    return Err(Outcome::rejected(
+                        format!(
+                            "{field}: {text:?}{of_company} ({}) is linked, but not to any of the lookup's tables ({})",
+                            entities.join(" or "),
+                            tables()
+                        ),
+                        Some(from),
+                    ));
+                }
+                Err(Outcome::dependency_missing(
+                    format!(
+                        "{field}: {text:?}{of_company} ({} on the erp side) is not linked yet",
+                        entities.join(" or ")
+                    ),
+                    Some(from),
+                ))
+            }
+            Side::Crm => {
+                let named = match change.get(polymorphic.type_field) {
+                    Value::Null => None,
+                    Value::Text(table) if table.is_empty() => None,
+                    Value::Text(table) => {
+                        let Some(target) = polymorphic
+                            .targets
+                            .iter()
+                            .find(|target| target.crm_entity.eq_ignore_ascii_case(table))
+                        else {
+                            return Err(Outcome::rejected(
+                                format!(
+                                    "{type_name}: {table:?} is not one of the tables {field} may point into ({})",
+                                    tables()
+                                ),
+                                Some(polymorphic.type_field),
+                            ));
+                        };
+                        Some(target)
+                    }
+                    other => {
+                        return Err(self.wrong_kind(Side::Crm, polymorphic.type_field, other));
+                    }
+                };
+                let candidates: Vec<&Lookup> = match named {
+                    Some(target) => vec![target],
+                    None => polymorphic.targets.iter().collect(),
+                };
+                let mut found: Option<(Value, &str)> = None;
+                for target in &candidates {
+                    let Some(linked) = translate(Side::Crm, &target.crm_entity, &key)? else {
+                        continue;
+                    };
+                    let code = last(linked, &target.crm_entity)?;
+                    if let Some((_, first)) = &found {
+                        return Err(Outcome::rejected(
+                            format!(
+                                "{field}: {text:?}{of_company} is linked in both {first} and {}; {type_name} must name the table",
+                                target.crm_entity
+                            ),
+                            Some(polymorphic.type_field),
+                        ));
+                    }
+                    found = Some((code, &target.crm_entity));
+                }
+                match found {
+                    Some((code, _)) => Ok((code, Value::Null)),
+                    None => {
+                        let names: Vec<&str> = candidates
+                            .iter()
+                            .map(|target| target.crm_entity.as_str())
+                            .collect();
+                        Err(Outcome::dependency_missing(
+                            format!(
+                                "{field}: {text:?}{of_company} ({} on the crm side) is not linked yet",
+                                names.join(" or ")
+                            ),
+                            Some(from),
+                        ))
+                    }
+                }
+            }
         }
     }
 
@@ -456,7 +725,10 @@ impl Map {
                 erp_field: line.erp.map(|id| self.erp.name(id).to_owned()),
                 crm_field: line.crm.map(|id| self.crm.name(id).to_owned()),
                 direction: line.direction,
-                transform: describe_line(line),
+                transform: describe_line(
+                    line,
+                    line.type_field().map_or("", |id| self.crm.name(id)),
+                ),
             });
         }
         for map in &self.depends_on {

@@ -592,3 +592,181 @@ fn a_filter_that_does_not_give_a_boolean_rejects_the_change() {
         error.message
     );
 }
+
+/// Sales orders whose customer is an account or a contact (a polymorphic lookup).
+const ORDERS: &str = r#"{
+  "name": "orders",
+  "erp": {"entity": "SalesOrders", "key": ["DATAAREAID", "SALESORDERNUMBER"]},
+  "crm": {"entity": "salesorders", "key": ["msdyn_company", "msdyn_salesordernumber"]},
+  "company": {"erp": "DATAAREAID", "crm": "msdyn_company"},
+  "fields": [
+    {"erp": "DATAAREAID", "crm": "msdyn_company"},
+    {"erp": "SALESORDERNUMBER", "crm": "msdyn_salesordernumber"},
+    {"erp": "CUSTOMER", "crm": "customerid",
+     "lookup": {"erp_entity": "Customers", "per_company": true, "type_field": "customeridtype",
+                "maps": [{"map": "customers", "crm_entity": "accounts"},
+                         {"map": "contacts", "crm_entity": "contacts"}]}},
+    {"erp": "NAME", "crm": "name"}
+  ]
+}"#;
+
+fn orders_with(from: &str, to: &str) -> String {
+    assert!(ORDERS.contains(from), "{from}");
+    ORDERS.replacen(from, to, 1)
+}
+
+#[test]
+fn a_polymorphic_lookup_is_described_with_its_maps_and_type_field() {
+    let descriptor = plugin(ORDERS).describe();
+    let crm: Vec<(&str, ValueKind)> = descriptor
+        .crm
+        .fields
+        .iter()
+        .map(|field| (field.name.as_str(), field.kind))
+        .collect();
+    assert_eq!(
+        crm,
+        [
+            ("msdyn_company", ValueKind::Text),
+            ("msdyn_salesordernumber", ValueKind::Text),
+            ("customerid", ValueKind::Text),
+            ("customeridtype", ValueKind::Text),
+            ("name", ValueKind::Text),
+        ]
+    );
+    assert_eq!(descriptor.depends_on, ["customers", "contacts"]);
+    assert_eq!(
+        descriptor.mappings[2].transform,
+        "polymorphic lookup (customers: Customers <-> accounts | contacts: Customers <-> contacts, per company; the CRM table in customeridtype)"
+    );
+}
+
+#[test]
+fn bad_polymorphic_lookups_are_refused_naming_the_part() {
+    let cases = [
+        (
+            r#""type_field": "customeridtype","#,
+            "",
+            "/fields/2/lookup/type_field",
+            "a polymorphic lookup needs type_field",
+        ),
+        (
+            r#""type_field": "customeridtype""#,
+            r#""type_field": "customerid""#,
+            "/fields/2/lookup/type_field",
+            "customerid is the lookup's own CRM field",
+        ),
+        (
+            r#""type_field": "customeridtype""#,
+            r#""type_field": "name""#,
+            "/fields/3/crm",
+            "name is written by fields[2] too",
+        ),
+        (
+            r#""type_field": "customeridtype""#,
+            r#""type_field": "msdyn_company""#,
+            "/fields/2/lookup/type_field",
+            "msdyn_company is a key field of the crm side",
+        ),
+        (
+            r#"{"map": "contacts", "crm_entity": "contacts"}"#,
+            r#"{"map": "contacts", "crm_entity": "ACCOUNTS"}"#,
+            "/fields/2/lookup/maps/1/crm_entity",
+            "ACCOUNTS is also the CRM entity of maps/0",
+        ),
+        (
+            r#",
+                         {"map": "contacts", "crm_entity": "contacts"}"#,
+            "",
+            "/fields/2/lookup/maps",
+            "a polymorphic lookup points into at least two maps",
+        ),
+        (
+            r#""erp_entity": "Customers", "#,
+            "",
+            "/fields/2/lookup/maps/0/erp_entity",
+            "the target's ERP entity is not given",
+        ),
+        (
+            r#""per_company": true,"#,
+            r#""per_company": true, "crm_entity": "accounts","#,
+            "/fields/2/lookup/crm_entity",
+            "a polymorphic lookup names the crm_entity of each map",
+        ),
+    ];
+    for (from, to, want_path, want_message) in cases {
+        let (path, message) = refusal(&orders_with(from, to));
+        assert_eq!(path, want_path, "{message}");
+        assert!(message.starts_with(want_message), "{message}");
+    }
+    let (path, message) = refusal(&groups_with(
+        r#""per_company": true}"#,
+        r#""per_company": true, "type_field": "msdyn_type"}"#,
+    ));
+    assert_eq!(path, "/fields/11/lookup/type_field");
+    assert!(message.contains("the lookup names one map"), "{message}");
+    let (path, message) = refusal(&groups_with(r#""erp_entity": "PaymentTerms","#, ""));
+    assert_eq!(path, "/fields/11/lookup");
+    assert!(
+        message.starts_with("missing field `erp_entity`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_polymorphic_lookup_writes_the_linked_table_and_reads_it_back() {
+    let plugin = plugin(ORDERS);
+    let text = |value: &str| Value::Text(value.to_owned());
+    let host = FakeHost::new()
+        .link(
+            Side::Erp,
+            "Customers",
+            vec![text("USMF"), text("P-1")],
+            vec![text("USMF"), text("CON-1")],
+        )
+        .link(
+            Side::Crm,
+            "contacts",
+            vec![text("USMF"), text("CON-1")],
+            vec![text("USMF"), text("P-1")],
+        );
+    let erp = change(
+        &plugin,
+        Side::Erp,
+        ChangeOp::Insert,
+        &[
+            ("DATAAREAID", text("USMF")),
+            ("SALESORDERNUMBER", text("SO-1")),
+            ("CUSTOMER", text("P-1")),
+        ],
+        &[],
+    );
+    let written = writes(&plugin, Side::Erp, plugin.transform(&erp, &host));
+    assert!(
+        written[0]
+            .1
+            .contains(&("customeridtype".to_owned(), text("contacts"))),
+        "{written:?}"
+    );
+    assert!(
+        written[0]
+            .1
+            .contains(&("customerid".to_owned(), text("CON-1"))),
+        "{written:?}"
+    );
+    let unlinked = change(
+        &plugin,
+        Side::Erp,
+        ChangeOp::Insert,
+        &[
+            ("DATAAREAID", text("USMF")),
+            ("SALESORDERNUMBER", text("SO-2")),
+            ("CUSTOMER", text("P-2")),
+        ],
+        &[],
+    );
+    match plugin.transform(&unlinked, &host) {
+        Outcome::Failed(error) => assert_eq!(error.kind, ErrorKind::DependencyMissing),
+        other => panic!("{other:?}"),
+    }
+}

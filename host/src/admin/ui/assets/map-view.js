@@ -68,7 +68,7 @@ function declarativeEditor(name, config, onSaved) {
       'aria-label': `Value map of line ${index + 1} (one "erp = crm" pair per line)`, spellcheck: 'false',
     });
     valueMap.value = pairsToText(line.value_map);
-    const kind = line.constant !== undefined ? `constant ${JSON.stringify(line.constant)}` : line.lookup ? `lookup ${line.lookup.erp_entity} ↔ ${line.lookup.crm_entity}`
+    const kind = line.constant !== undefined ? `constant ${JSON.stringify(line.constant)}` : line.lookup ? (line.lookup.maps ? `lookup ${line.lookup.erp_entity || '?'} ↔ ${line.lookup.maps.map((m) => m.crm_entity).join(' | ')} (table in ${line.lookup.type_field})` : `lookup ${line.lookup.erp_entity} ↔ ${line.lookup.crm_entity}`)
       : line.erp_kind || line.crm_kind ? `${line.erp_kind || line.kind || 'text'} ↔ ${line.crm_kind || line.kind || 'text'}` : (line.kind || 'text');
     return { line, index, direction, defaultInput, valueMap, row: h('tr', { 'data-line': index },
       h('td', { class: 'num' }, index + 1), h('td', { class: 'mono' }, line.erp || '–'), h('td', {}, direction),
