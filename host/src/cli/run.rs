@@ -110,7 +110,7 @@ pub(super) fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<ExitCode> {
             operations.control.tick(&mut engine)?;
         }
         if let Some(folder) = &mut plugin_folder {
-            for outcome in folder.poll(&mut engine, &runtime) {
+            for outcome in folder.poll(&mut engine) {
                 eprintln!("dualwrite: {outcome}");
             }
         }

@@ -491,6 +491,20 @@ fn live(
             None => "; Ctrl-C stops".to_owned(),
         }
     );
+    // A plugin file dropped into the plugins folder is swapped in (or refused) live.
+    let mut plugin_folder = match crate::sync::PluginFolder::watch(&options.plugins_dir) {
+        Ok(folder) => {
+            eprintln!(
+                "plugins folder {} is watched: a changed plugin file is swapped in live",
+                options.plugins_dir.display()
+            );
+            Some(folder)
+        }
+        Err(error) => {
+            eprintln!("the plugins folder is not watched: {error:#}");
+            None
+        }
+    };
     let lag = LagProbe::open(erp.sqlite_path(), crm.sqlite_path())?;
     let started = Instant::now();
     let mut last = Instant::now();
@@ -504,6 +518,11 @@ fn live(
         let report = engine.step()?;
         if let Some(operations) = operations.as_deref_mut() {
             operations.control.tick(engine)?;
+        }
+        if let Some(folder) = &mut plugin_folder {
+            for outcome in folder.poll(engine) {
+                eprintln!("{outcome}");
+            }
         }
         if report.captured == 0 {
             engine.wait_for_changes();

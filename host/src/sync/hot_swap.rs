@@ -30,7 +30,7 @@
 use std::path::Path;
 
 use crate::plugin::watch::{DEFAULT_SETTLE, PluginFolderWatcher};
-use crate::plugin::{LoadedPlugin, MapPluginRunner, PluginRuntime};
+use crate::plugin::{LoadedPlugin, MapPluginRunner};
 use crate::replay::record::{change_line, header};
 use crate::replay::{compare, parse_change_set, replay};
 use crate::state::{ActivityEntry, ActivityKind, BatchCommit};
@@ -151,10 +151,10 @@ impl PluginFolder {
     }
 
     /// Offers every settled changed file to the maps that run it; call between steps.
-    pub fn poll(&mut self, engine: &mut Engine, runtime: &PluginRuntime) -> Vec<DropOutcome> {
+    pub fn poll(&mut self, engine: &mut Engine) -> Vec<DropOutcome> {
         let mut outcomes = Vec::new();
         for file in self.watcher.ready() {
-            outcomes.extend(engine.offer_plugin_file(runtime, &self.dir, &file));
+            outcomes.extend(engine.offer_plugin_file(&self.dir, &file));
         }
         outcomes
     }
@@ -163,12 +163,7 @@ impl PluginFolder {
 impl Engine {
     /// Offers the plugin file `file` of the plugins folder `dir` to every map that runs
     /// it; see the module doc. Never fails: a refusal is an outcome, logged.
-    pub fn offer_plugin_file(
-        &mut self,
-        runtime: &PluginRuntime,
-        dir: &cap_std::fs::Dir,
-        file: &str,
-    ) -> Vec<DropOutcome> {
+    pub fn offer_plugin_file(&mut self, dir: &cap_std::fs::Dir, file: &str) -> Vec<DropOutcome> {
         let maps: Vec<String> = self
             .maps
             .iter()
@@ -184,7 +179,7 @@ impl Engine {
                 return self.reject_for(&maps, file, &reason);
             }
         };
-        let loaded = runtime.load_bytes(file, &bytes);
+        let loaded = self.runtime.load_bytes(file, &bytes);
         if maps.is_empty() {
             return vec![match loaded {
                 Ok(_) => {
@@ -330,7 +325,8 @@ impl Engine {
                 .find(|run| run.plan.name == map)
                 .map(|run| run.runner.plugin().hash().hex())
         });
-        tracing::warn!(
+        // Callers print the outcome (`dualwrite run`, the demo); the log has it too.
+        tracing::info!(
             map = map.unwrap_or("-"),
             file,
             reason,
