@@ -36,6 +36,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod init;
 pub mod metrics;
 pub mod notify;
 pub mod plugin;

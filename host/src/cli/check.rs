@@ -37,23 +37,30 @@ pub(super) fn run(cli: &Cli, args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 "findings": findings,
             }))?
         );
-    } else if findings.is_empty() {
-        println!("{}: all checks passed", args.config.display());
     } else {
-        for Finding {
-            code,
-            subject,
-            message,
-            fix,
-        } in &findings
-        {
-            println!("[{code}] {subject}: {message}\n    fix: {fix}");
-        }
-        println!("{} problem(s)", findings.len());
+        print_findings(&args.config, &findings);
     }
     Ok(if findings.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The findings for people: one line each with its code, then its fix.
+pub(super) fn print_findings(config: &std::path::Path, findings: &[Finding]) {
+    if findings.is_empty() {
+        println!("{}: all checks passed", config.display());
+        return;
+    }
+    for Finding {
+        code,
+        subject,
+        message,
+        fix,
+    } in findings
+    {
+        println!("[{code}] {subject}: {message}\n    fix: {fix}");
+    }
+    println!("{} problem(s)", findings.len());
 }

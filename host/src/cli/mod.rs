@@ -7,6 +7,7 @@
 mod admin;
 mod check;
 mod demo;
+mod init;
 mod plugin;
 mod plugin_new;
 mod replay;
@@ -43,6 +44,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run a plugin over a recorded change set, with no database.
     Replay(replay::ReplayArgs),
+    /// Write a working deployment (two sides, the standard map pack, missing tables
+    /// made) and run its health checks.
+    Init(init::InitArgs),
     /// Check a deployment (config, plugins, sides, tables, keys) without starting it.
     Check(check::CheckArgs),
     /// Inspect and validate plugin files.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli, args),
         Command::Demo(args) => demo::run(&cli, args),
         Command::Replay(args) => replay::run(&cli, args),
+        Command::Init(args) => init::run(&cli, args),
         Command::Check(args) => check::run(&cli, args),
         Command::Plugin(command) => plugin::run(&cli, command),
         Command::Solution(command) => solution::run(&cli, command),

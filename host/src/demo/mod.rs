@@ -174,22 +174,18 @@ impl DemoMap {
     }
 }
 
-/// Runs the demo; see the module doc.
-pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()> {
-    prepare_dir(&options.dir)?;
-    let plugins =
-        cap_std::fs::Dir::open_ambient_dir(&options.plugins_dir, cap_std::ambient_authority())
-            .with_context(|| {
-                format!(
-                    "opening the plugins folder {}",
-                    options.plugins_dir.display()
-                )
-            })?;
+/// The standard pack's maps named `names` (in the pack's dependency order), each on
+/// the declarative plugin of the plugins folder `plugins` with its pack config.
+pub fn pack_maps(
+    runtime: &PluginRuntime,
+    plugins: &cap_std::fs::Dir,
+    names: &[&str],
+) -> anyhow::Result<Vec<DemoMap>> {
     let plugin = runtime
-        .load(&plugins, DECLARATIVE_PLUGIN)
+        .load(plugins, DECLARATIVE_PLUGIN)
         .with_context(|| format!("loading the {DECLARATIVE_PLUGIN} plugin"))?;
     let mut maps = Vec::new();
-    for name in map_names() {
+    for name in map_names().filter(|name| names.contains(name)) {
         let config = declarative_config(name)
             .with_context(|| format!("the pack's fragment of {name} has no config"))?;
         let descriptor = plugin
@@ -207,6 +203,35 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
             descriptor,
         });
     }
+    Ok(maps)
+}
+
+/// The pack maps `name` depends on (its `depends_on`), directly.
+pub fn pack_dependencies(name: &str) -> Vec<String> {
+    pack_map_table(name)
+        .and_then(|table| table.get("depends_on").cloned())
+        .and_then(|value| value.as_array().cloned())
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(|value| value.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the demo; see the module doc.
+pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()> {
+    prepare_dir(&options.dir)?;
+    let plugins =
+        cap_std::fs::Dir::open_ambient_dir(&options.plugins_dir, cap_std::ambient_authority())
+            .with_context(|| {
+                format!(
+                    "opening the plugins folder {}",
+                    options.plugins_dir.display()
+                )
+            })?;
+    let maps = pack_maps(runtime, &plugins, &map_names().collect::<Vec<_>>())?;
 
     let erp = store::DemoStore::new(options.erp.as_deref(), &options.dir, Side::Erp)?;
     let crm = store::DemoStore::new(options.crm.as_deref(), &options.dir, Side::Crm)?;
@@ -231,7 +256,13 @@ pub fn run(options: &DemoOptions, runtime: &PluginRuntime) -> anyhow::Result<()>
     let config_path = options.dir.join("dualwrite.toml");
     std::fs::write(
         &config_path,
-        config_text(&maps, &options.plugins_dir, &erp, &crm),
+        config_text(
+            "# Written by `dualwrite demo`.\n",
+            &maps,
+            &options.plugins_dir.display().to_string(),
+            &erp,
+            &crm,
+        ),
     )
     .with_context(|| format!("writing {}", config_path.display()))?;
     let plan = crate::config::load(&config_path).map_err(|errors| anyhow::anyhow!("{errors}"))?;
@@ -401,17 +432,19 @@ pub fn entity_tables<'d>(
     tables
 }
 
-fn config_text(
+/// A deployment config for `maps` (pack maps) between `erp` and `crm`, starting with
+/// `header` (comment lines).
+pub fn config_text(
+    header: &str,
     maps: &[DemoMap],
-    plugins_dir: &Path,
+    plugins_dir: &str,
     erp: &store::DemoStore,
     crm: &store::DemoStore,
 ) -> String {
     let names: Vec<&str> = maps.iter().map(|map| map.name).collect();
     let mut text = format!(
-        "# Written by `dualwrite demo`.\ndata_dir = \"state\"\nplugins_dir = {:?}\n\n\
+        "{header}data_dir = \"state\"\nplugins_dir = {plugins_dir:?}\n\n\
          [sides.erp]\n{}\n[sides.crm]\n{}",
-        plugins_dir.display().to_string(),
         erp.config(Side::Erp),
         crm.config(Side::Crm)
     );

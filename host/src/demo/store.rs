@@ -132,6 +132,22 @@ impl DemoStore {
         }
     }
 
+    /// Makes the tables of `maps` for `side` without touching any table that exists:
+    /// give it only maps whose tables are missing (`dualwrite init`).
+    pub fn create_missing_tables(&self, side: Side, maps: &[DemoMap]) -> anyhow::Result<()> {
+        match self {
+            DemoStore::Sqlite(path) => super::create_tables(path, side, maps),
+            DemoStore::Postgres(url) => {
+                let mut client = self.postgres_client(url, side)?;
+                super::postgres::create_tables_with(&mut client, url, side, maps)
+            }
+            DemoStore::Mysql(url) => {
+                let password = password(side);
+                super::mysql::create_tables(url, password.as_ref().map(Secret::expose), side, maps)
+            }
+        }
+    }
+
     /// Writes seed rows with the engine's own writer for `side` (5,000 rows per
     /// transaction).
     pub fn write(&self, side: Side, writes: &[RowWrite]) -> anyhow::Result<()> {
