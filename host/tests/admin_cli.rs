@@ -6,20 +6,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use dualwrite_tests::customer_groups::{CRM_TABLE, ERP_TABLE};
 use dualwrite_tests::engine_process::EngineProcess;
 use dualwrite_tests::plugins_dir;
 use rusqlite::Connection;
-
-const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
-    DATAAREAID TEXT NOT NULL, CUSTOMERGROUPID TEXT NOT NULL, DESCRIPTION TEXT,
-    ISSALESTAXINCLUDEDINPRICE TEXT, PAYMENTTERMID TEXT, CLEARINGPERIODPAYMENTTERMNAME TEXT,
-    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))";
-
-const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
-    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
-    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
-    msdyn_clearingperiodpaymenttermname TEXT,
-    PRIMARY KEY (msdyn_company, msdyn_groupid))";
 
 fn start_engine(dir: &Path) -> EngineProcess {
     for (file, table) in [("erp.db", ERP_TABLE), ("crm.db", CRM_TABLE)] {

@@ -5,20 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use dualwrite_tests::customer_groups::{CRM_TABLE, ERP_TABLE};
 use dualwrite_tests::{plugin_path, servers};
 use rusqlite::Connection;
 use serde_json::Value as Json;
-
-const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
-    DATAAREAID TEXT NOT NULL, CUSTOMERGROUPID TEXT NOT NULL, DESCRIPTION TEXT,
-    ISSALESTAXINCLUDEDINPRICE TEXT, PAYMENTTERMID TEXT, CLEARINGPERIODPAYMENTTERMNAME TEXT,
-    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))";
-
-const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
-    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
-    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
-    msdyn_clearingperiodpaymenttermname TEXT,
-    PRIMARY KEY (msdyn_company, msdyn_groupid))";
 
 /// A deployment folder: `erp.db` and `crm.db` with `erp_table` and `crm_table` (none
 /// when empty), a plugins folder with real plugins and a broken one.

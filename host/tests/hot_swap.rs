@@ -11,23 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use dualwrite_tests::customer_groups::{CRM_TABLE, ERP_TABLE, MAP_ENDPOINTS};
 use dualwrite_tests::engine_process::EngineProcess;
-use dualwrite_tests::plugin_path;
+use dualwrite_tests::{eventually, plugin_path, sha256_hex};
 use rusqlite::Connection;
 use serde_json::Value as Json;
-
-const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
-    DATAAREAID TEXT NOT NULL, CUSTOMERGROUPID TEXT NOT NULL, DESCRIPTION TEXT,
-    ISSALESTAXINCLUDEDINPRICE TEXT, PAYMENTTERMID TEXT, CLEARINGPERIODPAYMENTTERMNAME TEXT,
-    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))";
-
-const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
-    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
-    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
-    msdyn_clearingperiodpaymenttermname TEXT,
-    PRIMARY KEY (msdyn_company, msdyn_groupid))";
 
 const MAP: &str = "customer-groups";
 const FILE: &str = "customer_groups.wasm";
@@ -65,9 +55,7 @@ path = "crm.db"
 
 [maps.{MAP}]
 plugin = "{FILE}"
-erp = {{ side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
-crm = {{ side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
-conflict = {{ policy = "side-wins", winner = "erp" }}
+{MAP_ENDPOINTS}
 
 [maps.{MAP}.config]
 resolve_lookups = false
@@ -86,30 +74,8 @@ fn drop_in(dir: &Path, bytes: &[u8]) {
     std::fs::rename(&staging, dir.join("plugins").join(FILE)).expect("rename into place");
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-fn get(engine: &EngineProcess, path: &str) -> Json {
-    let response = reqwest::blocking::Client::new()
-        .get(format!("{}{path}", engine.url))
-        .bearer_auth(&engine.token)
-        .send()
-        .expect("request");
-    assert!(response.status().is_success(), "GET {path}");
-    response.json().expect("JSON")
-}
-
-fn running_hash(engine: &EngineProcess) -> String {
-    get(engine, &format!("/api/v1/maps/{MAP}/config"))["plugin"]["hash"]
-        .as_str()
-        .expect("hash")
-        .to_owned()
-}
-
 fn activity(engine: &EngineProcess, kind: &str) -> Vec<Json> {
-    get(engine, &format!("/api/v1/activity?map={MAP}&kind={kind}"))["activity"]
+    engine.get(&format!("/api/v1/activity?map={MAP}&kind={kind}"))["activity"]
         .as_array()
         .expect("entries")
         .clone()
@@ -141,14 +107,6 @@ fn crm_groups(dir: &Path) -> Vec<(String, String)> {
 /// log line that goes with it).
 fn outcome(line: &str) -> bool {
     line.starts_with("dualwrite: ") && (line.contains("swapped in") || line.contains("refused"))
-}
-
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Inserts groups G00000, G00001, ... on the ERP side, one every few milliseconds,
@@ -210,7 +168,7 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
     let mut engine = EngineProcess::start(binary, &config, &cache);
     let rust = std::fs::read(plugin_path("customer_groups")).expect("rust build");
     let c = std::fs::read(plugin_path("customer_groups_c")).expect("C build");
-    assert_eq!(running_hash(&engine), sha256(&rust));
+    assert_eq!(engine.plugin_hash(MAP), sha256_hex(&rust));
 
     let mut load = Load::start(dir.path().join("erp.db"));
     eventually(
@@ -235,13 +193,13 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
         !swapped.contains("dry run: 0 of 0 "),
         "the dry run replayed changes: {swapped}"
     );
-    assert_eq!(running_hash(&engine), sha256(&c));
+    assert_eq!(engine.plugin_hash(MAP), sha256_hex(&c));
     let versions = activity(&engine, "plugin-version");
     let swap_entry = versions
         .iter()
-        .find(|entry| entry["detail"]["to"]["hash"] == sha256(&c))
+        .find(|entry| entry["detail"]["to"]["hash"] == sha256_hex(&c))
         .unwrap_or_else(|| panic!("the swap is in the activity log: {versions:?}"));
-    assert_eq!(swap_entry["detail"]["from"]["hash"], sha256(&rust));
+    assert_eq!(swap_entry["detail"]["from"]["hash"], sha256_hex(&rust));
     let before_refusals = load.count();
 
     // A truncated file and a plugin of another world: refused, the C build serves on.
@@ -296,13 +254,13 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
             && refused.contains("self-test: case customer-groups-both-ways"),
         "{refused}"
     );
-    assert_eq!(running_hash(&engine), sha256(&c));
+    assert_eq!(engine.plugin_hash(MAP), sha256_hex(&c));
     let rejections = activity(&engine, "plugin-rejected");
     assert_eq!(rejections.len(), 3, "{rejections:?}");
     assert!(
         rejections
             .iter()
-            .all(|entry| entry["detail"]["running"] == sha256(&c))
+            .all(|entry| entry["detail"]["running"] == sha256_hex(&c))
     );
     // Still serving: rows inserted after the refusals arrive.
     eventually("rows after the refusals", Duration::from_secs(60), || {
@@ -318,8 +276,8 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
         String::from_utf8_lossy(&rolled_back.stderr)
     );
     let said = String::from_utf8_lossy(&rolled_back.stdout);
-    assert!(said.contains(&sha256(&rust)[..12]), "{said}");
-    assert_eq!(running_hash(&engine), sha256(&rust));
+    assert!(said.contains(&sha256_hex(&rust)[..12]), "{said}");
+    assert_eq!(engine.plugin_hash(MAP), sha256_hex(&rust));
 
     // Nothing lost, nothing doubled: every inserted group arrived once, with its values.
     let inserted = load.stop();
@@ -332,16 +290,7 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
         assert_eq!(description, &format!("group {n}"));
     }
     // The counters come from a snapshot published every quarter second.
-    let counters = || {
-        let maps = get(&engine, "/api/v1/maps");
-        maps["maps"]
-            .as_array()
-            .expect("maps")
-            .iter()
-            .find(|map| map["name"] == MAP)
-            .expect("listed")["counters"]
-            .clone()
-    };
+    let counters = || engine.counters(MAP);
     eventually("the counters to catch up", Duration::from_secs(10), || {
         counters()["written_to_crm"] == inserted
     });
@@ -355,7 +304,7 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
     // refusal is recorded.
     engine.kill();
     let mut engine = EngineProcess::start(binary, &config, &cache);
-    assert_eq!(running_hash(&engine), sha256(&rust));
+    assert_eq!(engine.plugin_hash(MAP), sha256_hex(&rust));
     let rejections = activity(&engine, "plugin-rejected");
     assert_eq!(rejections.len(), 4, "{rejections:?}");
     assert!(
@@ -380,7 +329,7 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
     // Dropping the Rust build's bytes back in changes nothing: it runs already.
     drop_in(dir.path(), &rust);
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(running_hash(&engine), sha256(&rust));
+    assert_eq!(engine.plugin_hash(MAP), sha256_hex(&rust));
     // The versions a map ran outlive the restart: rolling back again (from the
     // rolled-back version) returns to the C build, read from the archive.
     let rolled_back = cli(&engine, &["plugin", "rollback", MAP]);
@@ -389,6 +338,6 @@ fn dropped_plugin_files_are_swapped_in_or_refused_under_load_and_rolled_back() {
         "{}",
         String::from_utf8_lossy(&rolled_back.stderr)
     );
-    assert_eq!(running_hash(&engine), sha256(&c));
+    assert_eq!(engine.plugin_hash(MAP), sha256_hex(&c));
     engine.kill();
 }

@@ -8,17 +8,13 @@
 //! source as an echo.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use dualwrite_tests::customer_groups::{CRM_TABLE, MAP_ENDPOINTS};
 use dualwrite_tests::engine_process::EngineProcess;
+use dualwrite_tests::eventually;
 use dualwrite_tests::servers::{MyDatabase, PgDatabase};
 use rusqlite::Connection;
-
-const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
-    msdyn_company TEXT NOT NULL, msdyn_groupid TEXT NOT NULL, msdyn_description TEXT,
-    msdyn_issalestaxincludedinprice BOOLEAN, msdyn_paymenttermid TEXT,
-    msdyn_clearingperiodpaymenttermname TEXT,
-    PRIMARY KEY (msdyn_company, msdyn_groupid))";
 
 const ROWS: usize = 1_000;
 
@@ -49,9 +45,7 @@ path = "crm.db"
 
 [maps.customer-groups]
 plugin = "customer_groups.wasm"
-erp = {{ side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }}
-crm = {{ side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }}
-conflict = {{ policy = "side-wins", winner = "erp" }}
+{MAP_ENDPOINTS}
 
 [maps.customer-groups.config]
 resolve_lookups = false
@@ -87,15 +81,6 @@ fn start(dir: &Path, config: &Path) -> EngineProcess {
     )
 }
 
-/// Waits (at most `limit`; running out is a failure) until `done`.
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs each statement of `statements` (each makes `ROWS` rows named `PREFIX-nnnn`)
 /// with kills after it, then checks the CRM holds every row once; `erp_count` counts
 /// the ERP rows (no echo may add any).
@@ -120,7 +105,7 @@ fn kill_while_a_statement_is_in_flight(
             engine.kill();
             engine = start(dir, config);
         }
-        wait_until(
+        eventually(
             &format!("{prefix}: every row on the CRM side"),
             Duration::from_secs(120),
             || crm_rows(dir, prefix).len() == ROWS,

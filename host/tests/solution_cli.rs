@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dualwrite::plugin::{Limits, PluginRuntime};
 use dualwrite::replay::{RecordedLookups, parse_change_set, parse_links, replay};
 use dualwrite_tests::engine_process::EngineProcess;
-use dualwrite_tests::{cases_dir, plugin_path};
+use dualwrite_tests::{cases_dir, eventually, plugin_path, sha256_hex};
 use rusqlite::Connection;
 use serde_json::Value as Json;
 
@@ -445,10 +445,7 @@ fn a_tampered_bundle_is_refused_with_the_exact_reason() {
     // tool that rewrote the manifest too): refused by the world check.
     let other = root.path().join("other-world.dwsolution");
     let other_world = std::fs::read(plugin_path("other_world")).expect("other world");
-    let other_hash = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&other_world))
-    };
+    let other_hash = sha256_hex(&other_world);
     rewrite(&bundle, &other, |path, data| match path {
         "plugins/customer_groups.wasm" => vec![(path.to_owned(), other_world.clone())],
         "manifest.json" => {
@@ -479,36 +476,6 @@ fn a_tampered_bundle_is_refused_with_the_exact_reason() {
         "nothing was written by a refused import"
     );
     assert!(!root.path().join("outside.toml").exists());
-}
-
-fn get(engine: &EngineProcess, path: &str) -> Json {
-    let response = reqwest::blocking::Client::new()
-        .get(format!("{}{path}", engine.url))
-        .bearer_auth(&engine.token)
-        .send()
-        .expect("request");
-    assert!(response.status().is_success(), "GET {path}");
-    response.json().expect("JSON")
-}
-
-fn running_hash(engine: &EngineProcess) -> String {
-    get(engine, "/api/v1/maps/customer-groups/config")["plugin"]["hash"]
-        .as_str()
-        .expect("hash")
-        .to_owned()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
-
-fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn crm_group_count(dir: &Path) -> u64 {
@@ -562,7 +529,7 @@ fn an_upgrade_applied_to_a_running_engine_while_rows_arrive_loses_and_doubles_no
     );
     let rust = std::fs::read(plugin_path("customer_groups")).expect("rust");
     let c = std::fs::read(plugin_path("customer_groups_c")).expect("c");
-    assert_eq!(running_hash(&engine), sha256(&rust));
+    assert_eq!(engine.plugin_hash("customer-groups"), sha256_hex(&rust));
 
     let stop = Arc::new(AtomicBool::new(false));
     let inserted = Arc::new(AtomicU64::new(0));
@@ -611,7 +578,7 @@ fn an_upgrade_applied_to_a_running_engine_while_rows_arrive_loses_and_doubles_no
     eventually(
         "the switch to the new version",
         Duration::from_secs(30),
-        || running_hash(&engine) == sha256(&c),
+        || engine.plugin_hash("customer-groups") == sha256_hex(&c),
     );
     let at_switch = inserted.load(Ordering::Relaxed);
     eventually("rows after the upgrade", Duration::from_secs(60), || {
@@ -623,23 +590,12 @@ fn an_upgrade_applied_to_a_running_engine_while_rows_arrive_loses_and_doubles_no
     eventually("every row", Duration::from_secs(60), || {
         crm_group_count(&b) == total
     });
-    let counters = || {
-        get(&engine, "/api/v1/maps")["maps"]
-            .as_array()
-            .expect("maps")
-            .iter()
-            .find(|map| map["name"] == "customer-groups")
-            .expect("listed")["counters"]
-            .clone()
-    };
+    let counters = || engine.counters("customer-groups");
     eventually("the counters", Duration::from_secs(10), || {
         counters()["written_to_crm"] == total
     });
     assert_eq!(counters()["errors"], 0);
-    let activity = get(
-        &engine,
-        "/api/v1/activity?map=customer-groups&kind=plugin-version",
-    );
+    let activity = engine.get("/api/v1/activity?map=customer-groups&kind=plugin-version");
     assert!(
         activity["activity"]
             .as_array()
@@ -660,6 +616,6 @@ fn an_upgrade_applied_to_a_running_engine_while_rows_arrive_loses_and_doubles_no
         .expect("run dualwrite");
     assert!(rolled_back.status.success(), "{}", text(&rolled_back));
     eventually("the switch back", Duration::from_secs(30), || {
-        running_hash(&engine) == sha256(&rust)
+        engine.plugin_hash("customer-groups") == sha256_hex(&rust)
     });
 }

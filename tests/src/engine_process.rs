@@ -99,6 +99,40 @@ impl EngineProcess {
         }
     }
 
+    /// `GET path` of its admin API with the token; panics unless it answers 2xx JSON.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let response = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().expect("a JSON answer")
+    }
+
+    /// The content hash of the plugin `map` runs now.
+    pub fn plugin_hash(&self, map: &str) -> String {
+        self.get(&format!("/api/v1/maps/{map}/config"))["plugin"]["hash"]
+            .as_str()
+            .expect("a plugin hash")
+            .to_owned()
+    }
+
+    /// The counters of `map` in the latest snapshot (published every quarter second).
+    pub fn counters(&self, map: &str) -> serde_json::Value {
+        self.get("/api/v1/maps")["maps"]
+            .as_array()
+            .expect("maps")
+            .iter()
+            .find(|entry| entry["name"] == map)
+            .unwrap_or_else(|| panic!("map {map} is listed"))["counters"]
+            .clone()
+    }
+
     /// Kills the process (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -63,13 +63,7 @@ pub fn export(
             options.version
         )
     })?;
-    let plan = crate::config::load_allowing_no_maps(config_path)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let document: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", config_path.display()))?;
+    let (plan, _, document) = read_deployment(config_path)?;
     let selected: Vec<&crate::config::MapPlan> = if options.maps.is_empty() {
         plan.maps.iter().filter(|map| map.enabled).collect()
     } else {
@@ -175,6 +169,19 @@ pub fn export(
     })
 }
 
+/// The deployment of `config_path`: its plan (no maps yet is fine), the file's text and
+/// the text as an editable TOML document.
+fn read_deployment(config_path: &Path) -> anyhow::Result<(Plan, String, toml_edit::DocumentMut)> {
+    let plan = crate::config::load_allowing_no_maps(config_path)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let document = text
+        .parse()
+        .with_context(|| format!("parsing {}", config_path.display()))?;
+    Ok((plan, text, document))
+}
+
 /// Removes and returns the item at dotted `path` inside `table`.
 fn take_path(table: &mut toml_edit::Table, path: &str) -> Option<toml_edit::Item> {
     match path.split_once('.') {
@@ -278,13 +285,7 @@ pub fn prepare(
     bindings: &[String],
 ) -> anyhow::Result<Prepared> {
     let bundle = Bundle::read(bundle_bytes)?;
-    let plan = crate::config::load_allowing_no_maps(config_path)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let document: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", config_path.display()))?;
+    let (plan, _, document) = read_deployment(config_path)?;
     let mut problems: Vec<String> = Vec::new();
     let mut values: BTreeMap<String, toml_edit::Item> = BTreeMap::new();
     for binding in bindings {
@@ -587,13 +588,7 @@ pub struct Applied {
 
 /// Applies a prepared bundle to the deployment of `config_path`; see the module doc.
 pub fn apply(prepared: &Prepared, config_path: &Path) -> anyhow::Result<Applied> {
-    let plan = crate::config::load_allowing_no_maps(config_path)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let mut document: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", config_path.display()))?;
+    let (plan, text, mut document) = read_deployment(config_path)?;
     let mut plugin_files = Vec::new();
     for map in &prepared.bundle.manifest.maps {
         let file = &prepared.target_files[&map.name];

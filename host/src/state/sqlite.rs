@@ -495,6 +495,16 @@ impl MapStatePrefix {
     }
 }
 
+/// A row of `recorded_changes` selected as `id, recorded_at, CHANGE_COLUMNS`.
+fn recorded_change(row: &rusqlite::Row<'_>, maps: &MapIds) -> Result<CapturedRecord, StateError> {
+    let r = RowReader::new(row, "recorded_changes", "id")?;
+    Ok(CapturedRecord {
+        id: r.id as u64,
+        recorded_at: r.time("recorded_at")?,
+        change: r.change(maps)?,
+    })
+}
+
 /// Runs `statement` and decodes every row with `decode`.
 fn collect<T>(
     statement: &mut rusqlite::Statement<'_>,
@@ -1697,14 +1707,7 @@ impl StateStore for SqliteStateStore {
                 sql_limit(query.limit),
             ),
             OPERATION,
-            |row| {
-                let r = RowReader::new(row, "recorded_changes", "id")?;
-                Ok(CapturedRecord {
-                    id: r.id as u64,
-                    recorded_at: r.time("recorded_at")?,
-                    change: r.change(&inner.maps)?,
-                })
-            },
+            |row| recorded_change(row, &inner.maps),
         )
     }
 

@@ -3,7 +3,7 @@
 
 use rusqlite::OptionalExtension;
 
-use super::{CHANGE_COLUMNS, RowReader, SqliteStateStore, collect, now_ms, sql_limit};
+use super::{CHANGE_COLUMNS, SqliteStateStore, collect, now_ms, recorded_change, sql_limit};
 use crate::state::error::{SqliteContext, StateError};
 use crate::state::types::CapturedRecord;
 
@@ -58,14 +58,7 @@ impl SqliteStateStore {
             &mut statement,
             (map_id, sql_limit(limit)),
             OPERATION,
-            |row| {
-                let r = RowReader::new(row, "recorded_changes", "id")?;
-                Ok(CapturedRecord {
-                    id: r.id as u64,
-                    recorded_at: r.time("recorded_at")?,
-                    change: r.change(&inner.maps)?,
-                })
-            },
+            |row| recorded_change(row, &inner.maps),
         )?;
         records.reverse();
         Ok(records)
