@@ -364,3 +364,157 @@ fn side_faults_have_their_codes() {
     maria.exec("DROP USER 'dw_check_plain'@'%'; DROP USER 'dw_check_plain'@'localhost'");
     only(&findings, "mysql.missing_privilege", "dw_check_plain");
 }
+
+#[test]
+fn a_plugin_file_gone_after_the_config_was_read_is_unreadable() {
+    // The config check looks for the file first; this is the race after it (a
+    // deployment tool replacing the file), as the checks of a loaded plan see it.
+    let deployment = Deployment::sound();
+    let config = format!(
+        "data_dir = \"state\"\nplugins_dir = \"plugins\"\n\n[sides.erp]\n{SQLITE_ERP}\n\n\
+         [sides.crm]\nconnector = \"sqlite\"\npath = \"crm.db\"\n\n[maps.customer-groups]\n{GROUPS}\n\
+         conflict = {{ policy = \"side-wins\", winner = \"erp\" }}\n"
+    );
+    let path = deployment.path().join("dualwrite.toml");
+    std::fs::write(&path, config).expect("config");
+    let plan = dualwrite::config::load(&path).expect("a valid config");
+    std::fs::remove_file(
+        deployment
+            .path()
+            .join("plugins")
+            .join("customer_groups.wasm"),
+    )
+    .expect("remove");
+    let runtime = dualwrite::plugin::PluginRuntime::new(Default::default(), None).expect("runtime");
+    let findings = dualwrite::check::run(&plan, &runtime);
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0].code, "plugin.unreadable");
+    assert!(
+        findings[0].message.contains("customer_groups.wasm"),
+        "{findings:#?}"
+    );
+    assert!(!findings[0].fix.is_empty());
+}
+
+/// A PostgreSQL server of its own for one test, started from the machine's PostgreSQL
+/// binaries with `wal_level = replica` (the machine's shared server runs `logical`, and
+/// changing it needs a restart); stopped and removed on drop.
+struct ReplicaServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl ReplicaServer {
+    fn start() -> ReplicaServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's binaries are in /usr/lib/postgresql/VERSION/bin")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("bin"))
+            .find(|bin| bin.join("initdb").is_file())
+            .expect("initdb");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
+        let root = Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
+        if root {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("address")
+            .port();
+        let server = ReplicaServer { dir, port, bin };
+        server.run(&[
+            server.bin.join("initdb").to_str().expect("path"),
+            "-D",
+            data.to_str().expect("path"),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]);
+        server.run(&[
+            server.bin.join("pg_ctl").to_str().expect("path"),
+            "-D",
+            data.to_str().expect("path"),
+            "-w",
+            "-l",
+            server.dir.path().join("log").to_str().expect("path"),
+            "-o",
+            &format!(
+                "-c wal_level=replica -c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+                server.port,
+                server.dir.path().display()
+            ),
+            "start",
+        ]);
+        server
+    }
+
+    /// Runs `command` as `postgres` when the test runs as root.
+    fn run(&self, command: &[&str]) {
+        let root = Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
+        let mut tool = if root {
+            let mut tool = Command::new("runuser");
+            tool.args(["-u", "postgres", "--"]).args(command);
+            tool
+        } else {
+            let mut tool = Command::new(command[0]);
+            tool.args(&command[1..]);
+            tool
+        };
+        let status = tool
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run a PostgreSQL tool");
+        assert!(status.success(), "{command:?} failed");
+    }
+}
+
+impl Drop for ReplicaServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let pg_ctl = self.bin.join("pg_ctl");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n");
+        let mut command = if root.unwrap_or(false) {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+            command
+        } else {
+            Command::new(&pg_ctl)
+        };
+        let _ = command
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .status();
+    }
+}
+
+#[test]
+fn a_server_without_logical_decoding_is_reported_with_its_code() {
+    let server = ReplicaServer::start();
+    let deployment = Deployment::sound();
+    let side = format!(
+        "connector = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:{}/postgres\"",
+        server.port
+    );
+    let (code, findings) = deployment.check(&side, GROUPS, "");
+    assert_eq!(code, 1);
+    only(&findings, "pg.wal_level", "wal_level");
+    assert!(
+        findings[0]["fix"]
+            .as_str()
+            .is_some_and(|fix| !fix.is_empty()),
+        "{findings:#?}"
+    );
+}
