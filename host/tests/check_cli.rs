@@ -518,3 +518,55 @@ fn a_server_without_logical_decoding_is_reported_with_its_code() {
         "{findings:#?}"
     );
 }
+
+#[test]
+fn generated_columns_views_and_missing_databases_have_their_codes() {
+    // The CRM computes a column the map writes to it.
+    let generated = Deployment::new(
+        ERP_TABLE,
+        &CRM_TABLE.replace(
+            "msdyn_description TEXT,",
+            "msdyn_description TEXT GENERATED ALWAYS AS ('fixed') VIRTUAL,",
+        ),
+    );
+    let (_, findings) = generated.check(SQLITE_ERP, GROUPS, "");
+    only(&findings, "schema.generated_column", "msdyn_description");
+
+    // The CRM "table" is a view.
+    let view = Deployment::new(
+        &format!(
+            "{ERP_TABLE}; {}; CREATE VIEW msdyn_customergroups AS SELECT * FROM groups_data",
+            CRM_TABLE.replace("msdyn_customergroups", "groups_data")
+        ),
+        "",
+    );
+    let crm_in_erp_file =
+        format!("{SQLITE_ERP}\n[sides.crm]\nconnector = \"sqlite\"\npath = \"crm.db\"");
+    std::fs::copy(view.path().join("erp.db"), view.path().join("crm.db")).expect("copy");
+    let (_, findings) = view.check_sides(&crm_in_erp_file, GROUPS);
+    assert!(
+        codes(&findings).contains(&"schema.unsupported"),
+        "{findings:#?}"
+    );
+
+    // Servers that answer, without the database the URL names.
+    let deployment = Deployment::sound();
+    let (_, findings) = deployment.check(
+        "connector = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:5432/dw_no_such_database\"",
+        GROUPS,
+        "",
+    );
+    only(&findings, "pg.no_database", "dw_no_such_database");
+    let maria_side =
+        |url: &str| format!("{SQLITE_ERP}\n[sides.crm]\nconnector = \"mariadb\"\nurl = \"{url}\"");
+    let (_, findings) = deployment.check_sides(
+        &maria_side("mysql://root@127.0.0.1:3306/dw_no_such_database"),
+        GROUPS,
+    );
+    only(&findings, "mysql.no_database", "dw_no_such_database");
+    let (_, findings) = deployment.check_sides(
+        &maria_side("mysql://dw_no_such_user@127.0.0.1:3306/test"),
+        GROUPS,
+    );
+    only(&findings, "mysql.bad_credentials", "dw_no_such_user");
+}
