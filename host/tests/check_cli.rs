@@ -27,7 +27,7 @@ impl Deployment {
         }
         let plugins = dir.path().join("plugins");
         std::fs::create_dir(&plugins).expect("plugins folder");
-        for name in ["customer_groups", "other_world", "declarative"] {
+        for name in ["customer_groups", "other_world", "declarative", "hostile"] {
             std::fs::copy(plugin_path(name), plugins.join(format!("{name}.wasm")))
                 .expect("copy plugin");
         }
@@ -228,6 +228,14 @@ fn plugin_faults_have_their_codes() {
         "[maps.customer-groups.config]\nlines = \"not a list\"\n",
     );
     only(&findings, "plugin.config", "declarative.wasm");
+
+    // A plugin that traps while it is started.
+    let (_, findings) = deployment.check(
+        SQLITE_ERP,
+        &with_plugin("hostile.wasm"),
+        "[maps.customer-groups.config]\ntrap_in_configure = true\n",
+    );
+    only(&findings, "plugin.failed", "hostile.wasm");
 }
 
 #[test]

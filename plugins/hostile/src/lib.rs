@@ -35,6 +35,9 @@
 //! name, [`transform_batch`](MapPlugin::transform_batch) drops the last outcome. The
 //! other modes act per change.
 //!
+//! `"trap_in_configure": true` makes `configure` itself trap, so the plugin cannot be
+//! started at all (the host reports it as a plugin that failed to start).
+//!
 //! The config `{}` (what the engine passes when the admin set none) means mode `none`.
 //! An unknown mode is refused at `/mode`; a mode other than `none` without a `trigger`
 //! is refused at `/trigger`; an unknown key is refused at its own path.
@@ -67,7 +70,8 @@ const CONFIG_SCHEMA: &str = r#"{
       "enum": ["none", "loop", "memory", "recursion", "trap", "huge-output", "bad-field", "wrong-count"],
       "default": "none"
     },
-    "trigger": { "type": "string" }
+    "trigger": { "type": "string" },
+    "trap_in_configure": { "type": "boolean", "default": false }
   },
   "additionalProperties": false
 }"#;
@@ -140,6 +144,11 @@ impl MapPlugin for Hostile {
                     mode = Mode::deserialize(value)
                         .map_err(|error| ConfigError::new("/mode", error.to_string()))?;
                 }
+                "trap_in_configure" => {
+                    if value == serde_json::Value::Bool(true) {
+                        panic!("hostile plugin: trap in configure");
+                    }
+                }
                 "trigger" => {
                     trigger = Some(String::deserialize(value).map_err(|error| {
                         ConfigError::new("/trigger", format!("must be a string: {error}"))
@@ -148,7 +157,7 @@ impl MapPlugin for Hostile {
                 _ => {
                     return Err(ConfigError::new(
                         format!("/{}", key.replace('~', "~0").replace('/', "~1")),
-                        "unknown key; expected `mode` or `trigger`",
+                        "unknown key; expected `mode`, `trigger` or `trap_in_configure`",
                     ));
                 }
             }
