@@ -89,6 +89,10 @@ pub const CODES: &[(&str, &str)] = &[
         "pg.*",
         "the PostgreSQL server refused: pg.bad_credentials, pg.missing_privilege, pg.wal_level, pg.no_database, ...",
     ),
+    (
+        "mysql.*",
+        "the MariaDB/MySQL server refused: mysql.bad_credentials, mysql.missing_privilege, mysql.no_database, mysql.binlog_off, mysql.binlog_format, mysql.binlog_row_image, ...",
+    ),
 ];
 
 /// One problem found.
