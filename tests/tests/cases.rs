@@ -133,7 +133,10 @@ fn main() {
             run_case(&dir, None).map_err(|error| Failed::from(format!("{error:#}")))
         }));
     }
-    libtest_mimic::run(&arguments, trials).exit();
+    let conclusion = libtest_mimic::run(&arguments, trials);
+    // The compiled-code cache of this run (see `code_cache`) goes with it.
+    let _ = std::fs::remove_dir_all(code_cache());
+    conclusion.exit();
 }
 
 fn read(path: &Path) -> Result<String> {
