@@ -99,10 +99,11 @@ pub fn init(options: &InitOptions, runtime: &PluginRuntime) -> anyhow::Result<In
 
     // Tables the maps need that a side does not have yet.
     let plan = crate::config::load(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let before = crate::check::run(&plan, runtime);
     let mut tables_created = Vec::new();
     for (store, side) in [(&erp, Side::Erp), (&crm, Side::Crm)] {
-        let missing: BTreeSet<String> = crate::check::run(&plan, runtime)
-            .into_iter()
+        let missing: BTreeSet<&str> = before
+            .iter()
             .filter(|finding| {
                 finding.code == "schema.table_missing"
                     && finding.subject.ends_with(&format!(", {side} side"))
@@ -112,18 +113,13 @@ pub fn init(options: &InitOptions, runtime: &PluginRuntime) -> anyhow::Result<In
                     .subject
                     .strip_prefix("map ")
                     .and_then(|rest| rest.split_once(','))
-                    .map(|(map, _)| map.to_owned())
+                    .map(|(map, _)| map)
             })
             .collect();
         let to_make: Vec<crate::demo::DemoMap> = maps
             .iter()
             .filter(|map| missing.contains(map.name))
-            .map(|map| crate::demo::DemoMap {
-                name: map.name,
-                plugin_file: map.plugin_file,
-                plugin: map.plugin.clone(),
-                descriptor: map.descriptor.clone(),
-            })
+            .cloned()
             .collect();
         if to_make.is_empty() {
             continue;

@@ -411,6 +411,8 @@ struct ReplicaServer {
     dir: tempfile::TempDir,
     port: u16,
     bin: std::path::PathBuf,
+    /// The test runs as root: PostgreSQL's tools run as `postgres` then.
+    as_root: bool,
 }
 
 impl ReplicaServer {
@@ -424,8 +426,8 @@ impl ReplicaServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
-        let root = Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
-        if root {
+        let as_root = Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
+        if as_root {
             Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path())
@@ -437,7 +439,12 @@ impl ReplicaServer {
             .local_addr()
             .expect("address")
             .port();
-        let server = ReplicaServer { dir, port, bin };
+        let server = ReplicaServer {
+            dir,
+            port,
+            bin,
+            as_root,
+        };
         server.run(&[
             server.bin.join("initdb").to_str().expect("path"),
             "-D",
@@ -465,10 +472,9 @@ impl ReplicaServer {
         server
     }
 
-    /// Runs `command` as `postgres` when the test runs as root.
-    fn run(&self, command: &[&str]) {
-        let root = Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
-        let mut tool = if root {
+    /// `command`, run as `postgres` when the test runs as root.
+    fn tool(&self, command: &[&str]) -> Command {
+        let mut tool = if self.as_root {
             let mut tool = Command::new("runuser");
             tool.args(["-u", "postgres", "--"]).args(command);
             tool
@@ -477,10 +483,13 @@ impl ReplicaServer {
             tool.args(&command[1..]);
             tool
         };
-        let status = tool
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("run a PostgreSQL tool");
+        tool.stdout(std::process::Stdio::null());
+        tool
+    }
+
+    /// Runs `command` (see [`tool`](Self::tool)); it must succeed.
+    fn run(&self, command: &[&str]) {
+        let status = self.tool(command).status().expect("run a PostgreSQL tool");
         assert!(status.success(), "{command:?} failed");
     }
 }
@@ -489,21 +498,15 @@ impl Drop for ReplicaServer {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
         let pg_ctl = self.bin.join("pg_ctl");
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n");
-        let mut command = if root.unwrap_or(false) {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&pg_ctl);
-            command
-        } else {
-            Command::new(&pg_ctl)
-        };
-        let _ = command
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
+        let _ = self
+            .tool(&[
+                pg_ctl.to_str().unwrap_or("pg_ctl"),
+                "-D",
+                data.to_str().unwrap_or("."),
+                "-m",
+                "immediate",
+                "stop",
+            ])
             .status();
     }
 }

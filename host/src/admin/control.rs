@@ -643,13 +643,14 @@ impl EngineControl {
             Command::SwitchMaps { switches, reason } => {
                 let mut answers = Vec::new();
                 for switch in switches {
-                    let status = if engine.queued_changes(&switch.map).is_none() {
-                        "not-running: the map starts with it at the engine's next start"
-                    } else {
+                    let running = engine.queued_changes(&switch.map).is_some();
+                    let status = if running {
                         "scheduled: switches once its queue is drained"
+                    } else {
+                        "not-running: the map starts with it at the engine's next start"
                     };
                     answers.push(serde_json::json!({"map": switch.map, "status": status}));
-                    if engine.queued_changes(&switch.map).is_some() {
+                    if running {
                         self.pending_switches
                             .retain(|(pending, _, _)| pending.map != switch.map);
                         self.pending_switches

@@ -149,6 +149,7 @@ fn declarative_config_text(name: &str) -> Option<&'static str> {
 }
 
 /// A map's plugin and what it describes.
+#[derive(Clone)]
 pub struct DemoMap {
     /// The map's name in the config.
     pub name: &'static str,

@@ -148,6 +148,18 @@ pub fn run(plugin: &LoadedPlugin, tests: &SelfTests) -> Result<usize, String> {
     Ok(tests.cases.len())
 }
 
+/// Runs the cases `bytes` (the component `plugin` was loaded from) carries, if any;
+/// the error names the failing case or the section that does not read. For the engine's
+/// checks of a plugin file (hot swap, start).
+pub fn check_embedded(plugin: &LoadedPlugin, bytes: &[u8]) -> Result<(), String> {
+    match embedded(bytes) {
+        Ok(None) => Ok(()),
+        Ok(Some(tests)) => run(plugin, &tests).map(drop),
+        Err(error) => Err(format!("{error:#}")),
+    }
+    .map_err(|reason| format!("self-test: {reason}"))
+}
+
 fn run_case(plugin: &LoadedPlugin, case: &SelfTestCase) -> anyhow::Result<()> {
     let file = |name: &str| format!("{}/{name}", case.name);
     let links = match &case.links {

@@ -101,17 +101,10 @@ pub fn export(
         .iter()
         .filter(|map| names.contains(map.name.as_str()))
     {
-        let table = document
-            .get("maps")
-            .and_then(|maps| maps.get(&map.name))
-            .and_then(|item| item.as_table_like())
-            .with_context(|| {
-                format!("map {}: no [maps.{}] table in the file", map.name, map.name)
-            })?;
-        let mut definition = toml_edit::DocumentMut::new();
-        for (key, item) in table.iter() {
-            definition.insert(key, item.clone());
-        }
+        let table = map_table(&document, &map.name).with_context(|| {
+            format!("map {}: no [maps.{}] table in the file", map.name, map.name)
+        })?;
+        let mut definition = toml_edit::DocumentMut::from(table);
         for parameter in parameters.iter().filter(|p| p.map == map.name) {
             if take_path(definition.as_table_mut(), &parameter.path).is_none() {
                 bail!(
@@ -180,6 +173,16 @@ fn read_deployment(config_path: &Path) -> anyhow::Result<(Plan, String, toml_edi
         .parse()
         .with_context(|| format!("parsing {}", config_path.display()))?;
     Ok((plan, text, document))
+}
+
+/// A copy of the `[maps.NAME]` table of a deployment's config document, if it has one.
+fn map_table(document: &toml_edit::DocumentMut, name: &str) -> Option<toml_edit::Table> {
+    let table = document.get("maps")?.get(name)?.as_table_like()?;
+    let mut copy = toml_edit::Table::new();
+    for (key, item) in table.iter() {
+        copy.insert(key, item.clone());
+    }
+    Some(copy)
 }
 
 /// Removes and returns the item at dotted `path` inside `table`.
@@ -328,20 +331,12 @@ pub fn prepare(
                 continue;
             }
         };
-        let current = document
-            .get("maps")
-            .and_then(|maps| maps.get(&map.name))
-            .and_then(|item| item.as_table_like());
+        let current = map_table(&document, &map.name);
         for parameter in manifest.parameters.iter().filter(|p| p.map == map.name) {
-            let value = values.get(&parameter.qualified()).cloned().or_else(|| {
-                let mut current = current?
-                    .iter()
-                    .fold(toml_edit::Table::new(), |mut t, (k, v)| {
-                        t.insert(k, v.clone());
-                        t
-                    });
-                take_path(&mut current, &parameter.path)
-            });
+            let value = values
+                .get(&parameter.qualified())
+                .cloned()
+                .or_else(|| take_path(&mut current.clone()?, &parameter.path));
             match value {
                 Some(value) => put_path(definition.as_table_mut(), &parameter.path, value),
                 None => problems.push(format!(
@@ -395,15 +390,7 @@ pub fn prepare(
                 let current_hash = std::fs::read(plan.plugin_path(current_plan))
                     .map(|bytes| content_hash(&bytes))
                     .unwrap_or_default();
-                let current_table = current
-                    .map(|table| {
-                        let mut t = toml_edit::Table::new();
-                        for (k, v) in table.iter() {
-                            t.insert(k, v.clone());
-                        }
-                        t
-                    })
-                    .unwrap_or_default();
+                let current_table = current.clone().unwrap_or_default();
                 let mut keys = Vec::new();
                 differing_keys(
                     "",
@@ -459,24 +446,17 @@ pub fn prepare(
 }
 
 fn toml_item_to_json(item: &toml_edit::Item) -> serde_json::Value {
-    // The item's own TOML text, read back as plain TOML and turned into JSON.
-    let mut document = toml_edit::DocumentMut::new();
-    document.insert("value", item.clone());
-    document
-        .to_string()
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|table| table.get("value").cloned())
-        .and_then(|value| serde_json::to_value(value).ok())
+    let mut wrapper = toml_edit::Table::new();
+    wrapper.insert("value", item.clone());
+    toml_table_to_json(&wrapper)
+        .get("value")
+        .cloned()
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// `table` as JSON: its TOML text read back as plain TOML.
 fn toml_table_to_json(table: &toml_edit::Table) -> serde_json::Value {
-    let mut document = toml_edit::DocumentMut::new();
-    for (key, item) in table.iter() {
-        document.insert(key, item.clone());
-    }
-    document
+    toml_edit::DocumentMut::from(table.clone())
         .to_string()
         .parse::<toml::Table>()
         .ok()

@@ -211,16 +211,8 @@ impl Engine {
                 file,
             };
         }
-        match crate::replay::self_test::embedded(bytes) {
-            Ok(None) => {}
-            Ok(Some(tests)) => {
-                if let Err(reason) = crate::replay::self_test::run(plugin, &tests) {
-                    return self.reject(Some(map), &file, &format!("self-test: {reason}"));
-                }
-            }
-            Err(error) => {
-                return self.reject(Some(map), &file, &format!("self-test: {error:#}"));
-            }
+        if let Err(reason) = crate::replay::self_test::check_embedded(plugin, bytes) {
+            return self.reject(Some(map), &file, &reason);
         }
         let dry_run = match self.dry_run(index, plugin) {
             Ok(dry_run) => dry_run,

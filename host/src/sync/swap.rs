@@ -257,14 +257,8 @@ pub(super) fn load_at_open(
                 .load_bytes(&plan.plugin, &bytes)
                 .map_err(|error| error.to_string())?;
             // A file that carries self-test cases runs only if they pass.
-            match crate::replay::self_test::embedded(&bytes) {
-                Ok(None) => {}
-                Ok(Some(tests)) => {
-                    crate::replay::self_test::run(&plugin, &tests)
-                        .map_err(|reason| format!("{}: self-test: {reason}", plan.plugin))?;
-                }
-                Err(error) => return Err(format!("{}: self-test: {error:#}", plan.plugin)),
-            }
+            crate::replay::self_test::check_embedded(&plugin, &bytes)
+                .map_err(|reason| format!("{}: {reason}", plan.plugin))?;
             Ok((plugin, bytes))
         });
     match loaded {
