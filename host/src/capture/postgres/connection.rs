@@ -27,8 +27,6 @@ pub struct PostgresOptions {
     pub name: String,
     /// How long connecting may take before the side counts as unavailable.
     pub connect_timeout: Duration,
-    /// How often [`PostgresCapture::wait`](super::PostgresCapture) looks at the WAL.
-    pub poll_interval: Duration,
 }
 
 impl PostgresOptions {
@@ -45,7 +43,6 @@ impl PostgresOptions {
             url,
             password: None,
             connect_timeout: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(2),
         }
     }
 }

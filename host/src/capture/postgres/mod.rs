@@ -1,8 +1,8 @@
 //! The PostgreSQL connector's capture: logical decoding of the side's write-ahead log
-//! through a replication slot with the built-in `pgoutput` plugin, read with the SQL
-//! interface `pg_logical_slot_peek_binary_changes` and confirmed with
-//! `pg_replication_slot_advance` only when the engine acknowledges. No triggers, no
-//! polling of the tables.
+//! through a replication slot with the built-in `pgoutput` plugin, streamed over a
+//! replication connection (`START_REPLICATION`, see [`stream`]) and confirmed through
+//! standby status updates only when the engine acknowledges. No triggers, no polling of
+//! the tables.
 //!
 //! # What is installed in the side's database
 //!
@@ -22,13 +22,15 @@
 //!   silently. The way out is an uninstall and an initial sync.
 //!
 //! Decisions:
-//! - **The SQL interface, not the streaming replication protocol.** It runs on an
-//!   ordinary connection of the well-kept blocking `postgres` crate (the
-//!   replication-protocol support of the Rust drivers lives in forks), peeking never
-//!   consumes anything, and confirming is one explicit `pg_replication_slot_advance`,
-//!   which is exactly the acknowledge-after-durable contract. The price is that a peek
-//!   decodes again what is not confirmed yet; the engine confirms every batch, so that
-//!   is little. The decoder of the documented pgoutput format is [`pgoutput`].
+//! - **The streaming replication protocol.** A reader thread holds one walsender
+//!   connection (the `pgwire-replication` crate) and hands decoded messages to the
+//!   capture through a bounded channel; the walsender decodes each transaction once,
+//!   as it commits, and `wait` returns as soon as it arrives. Table introspection and
+//!   the bookkeeping stay on an ordinary connection of the blocking `postgres` crate.
+//!   The decoder of the documented pgoutput format is [`pgoutput`]. A stream is
+//!   started at the position the slot may be confirmed to, so a restart (of the
+//!   stream or the engine) redelivers what was not acknowledged, and what is at or
+//!   before the checkpoint is skipped.
 //! - **Positions** are `(commit LSN, index of the change in its transaction)`: commit
 //!   order, and a 1,000-row statement has 1,000 positions in one transaction. A
 //!   transaction is confirmed (the slot moved past its commit) only when its last change
@@ -39,13 +41,15 @@
 //!   transactions (PostgreSQL 15 has no `origin = none` option yet) and the capture
 //!   drops them whole. Everyone else's transactions, replicated ones included, are
 //!   captured.
-//! - **Idle slots advance.** When a peek that decoded everything up to the WAL flush
-//!   position found nothing for the engine (only the engine's own writes, or other
-//!   databases' WAL) and everything handed out is acknowledged, the slot is moved to
-//!   that position, so the server can recycle WAL.
-//! - **Waiting** looks at `pg_current_wal_flush_lsn()` every
-//!   [`PostgresOptions::poll_interval`] and peeks only when it moved; the changes found
-//!   are kept for the next read.
+//! - **Confirming.** An acknowledge records the new position in
+//!   `_dualwrite_streams` (a committed `UPDATE`, at most every 200 ms) and only then
+//!   lets the stream report it to the server, so the slot never moves past what the
+//!   engine made durable, and a slot found further on than the record was moved by
+//!   someone else.
+//! - **Idle slots advance.** When everything handed out is acknowledged, the slot is
+//!   confirmed past transactions that held nothing for the engine (the engine's own
+//!   writes), and every ten seconds to the server's last heartbeat, so the server can
+//!   recycle WAL (each record is itself a little WAL, hence the slower pace).
 //! - **Types** are read from pgoutput's text form by the column's type (see
 //!   [`values`]): integers, `numeric` (exact, scale kept), floats, text types, `bool`,
 //!   `timestamptz` (an instant, offset 0), `timestamp` (a local date-time), `date`,
@@ -58,6 +62,7 @@
 
 mod connection;
 pub(crate) mod pgoutput;
+mod stream;
 pub(crate) mod values;
 
 pub(crate) use connection::PgSession;
@@ -69,6 +74,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use self::pgoutput::{Datum, Message, Relation, Tuple};
+use self::stream::{Delivery, Event, ReplicationStream};
 use self::values::{kind_of_oid, value_from_text};
 use super::{
     CaptureInfo, CaptureStream, CaptureTable, CapturedChange, Position, RowImage, SchemaError,
@@ -77,13 +83,20 @@ use super::{
 use crate::change::{ChangeOp, Value};
 
 /// Seconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+/// Seconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
 const POSTGRES_EPOCH: u64 = 946_684_800;
 
-/// How many changes a wait peeks ahead and keeps for the next read.
-const WAIT_PEEK: usize = 5_000;
+/// Least time between two records of how far the slot may be confirmed (each is a
+/// committed `UPDATE` of `_dualwrite_streams` on the side).
+const ADVANCE_EVERY: Duration = Duration::from_millis(200);
 
-/// Least time between two advances of an idle slot.
-const IDLE_ADVANCE_EVERY: Duration = Duration::from_millis(200);
+/// Least time between two confirmations of an idle slot that only heartbeats moved:
+/// recording the move is itself WAL, which the next heartbeat reports.
+const HEARTBEAT_ADVANCE_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a read waits at most for the rest of an open transaction, or for what was
+/// committed before the stream started.
+const READ_CATCH_UP: Duration = Duration::from_secs(2);
 
 const CREATE_STREAMS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _dualwrite_streams (
     slot text PRIMARY KEY,
@@ -96,21 +109,48 @@ pub struct PostgresCapture {
     session: PgSession,
     tables: HashMap<String, CaptureTable>,
     stream_id: Option<String>,
-    /// How far this capture confirmed the slot (also kept in `_dualwrite_streams`); a
-    /// slot found further on was moved by someone else.
+    /// How far this capture let the slot be confirmed (also kept in
+    /// `_dualwrite_streams`); a slot found further on was moved by someone else.
     advanced_to: u64,
+    /// Where the slot may be confirmed once [`ADVANCE_EVERY`] has passed.
+    advance_pending: u64,
+    last_advance: Option<Instant>,
     /// Transactions decoded: commit LSN -> (end LSN, index of its last change).
     transactions: BTreeMap<u64, (u64, Option<u32>)>,
-    /// Positions handed out and not acknowledged yet.
-    handed_out: VecDeque<Position>,
     acknowledged: Position,
-    /// After a complete peek that found nothing for the engine: the WAL position up to
-    /// which everything was decoded.
-    idle_safe: Option<u64>,
-    /// Changes a wait found, for the read after the same position.
-    peeked: Option<(Position, Vec<CapturedChange>)>,
-    last_flush: Option<u64>,
-    last_idle_advance: Option<Instant>,
+    /// The replication stream, while one is up.
+    stream: Option<ReplicationStream>,
+    /// What the stream said so far that later messages build on.
+    decoder: Decoder,
+    /// Changes decoded after `floor` and not acknowledged, in order; one that cannot be
+    /// read is kept as why.
+    buffer: VecDeque<(Position, Result<CapturedChange, String>)>,
+    /// The stream hands out the changes after this position.
+    floor: Position,
+    /// The end of the last transaction that held nothing for the engine (only the
+    /// engine's own writes, or nothing after the floor), when no change came after it.
+    idle_commit: Option<u64>,
+    /// The last heartbeat's WAL position, when no transaction was open.
+    idle_heartbeat: Option<u64>,
+    last_heartbeat_advance: Option<Instant>,
+    /// How far the stream has gone through the WAL: the end of the last transaction,
+    /// or the last heartbeat between transactions.
+    streamed_through: u64,
+    /// The server's WAL flush position when the stream started: a read waits (briefly)
+    /// until the stream has gone that far, so it sees what was committed before.
+    catch_up_to: Option<u64>,
+}
+
+/// The decoding state of one stream: relations are described once per stream.
+#[derive(Default)]
+struct Decoder {
+    relations: HashMap<u32, (Relation, Option<Arc<TableSchema>>)>,
+    /// The open transaction: (commit LSN, commit time).
+    transaction: Option<(u64, i64)>,
+    /// Whether the open transaction is the engine's own write.
+    ours: bool,
+    /// The index the open transaction's next change gets.
+    index: u32,
 }
 
 impl PostgresCapture {
@@ -122,13 +162,19 @@ impl PostgresCapture {
             tables: HashMap::new(),
             stream_id: None,
             advanced_to: 0,
+            advance_pending: 0,
+            last_advance: None,
             transactions: BTreeMap::new(),
-            handed_out: VecDeque::new(),
             acknowledged: Position::START,
-            idle_safe: None,
-            peeked: None,
-            last_flush: None,
-            last_idle_advance: None,
+            stream: None,
+            decoder: Decoder::default(),
+            buffer: VecDeque::new(),
+            floor: Position::START,
+            idle_commit: None,
+            idle_heartbeat: None,
+            last_heartbeat_advance: None,
+            streamed_through: 0,
+            catch_up_to: None,
         }
     }
 
@@ -183,8 +229,10 @@ impl PostgresCapture {
         }
     }
 
-    /// Checks the slot and returns the WAL flush position, in one round trip.
-    fn flush_and_check_slot(&mut self) -> Result<u64, SideError> {
+    /// Checks that the slot is still the one this capture confirmed (not dropped, not
+    /// moved past where the engine let it be confirmed); returns the server's WAL flush
+    /// position.
+    fn check_slot(&mut self) -> Result<u64, SideError> {
         let name = self.name();
         let (flush, confirmed): (String, Option<String>) = self.session.run(|client| {
             client
@@ -203,9 +251,12 @@ impl PostgresCapture {
         Ok(parse_lsn(&flush).unwrap_or_default())
     }
 
-    /// Decodes the slot's pending transactions; returns the changes after `after` (at
-    /// least `want` of them when there are that many).
-    fn peek(&mut self, after: Position, want: usize) -> Result<Vec<CapturedChange>, SideError> {
+    /// Makes sure a stream hands out every change after `after`, starting one if needed
+    /// (from where the slot is confirmed; what is at or before `after` is skipped).
+    fn ensure_stream(&mut self, after: Position) -> Result<(), SideError> {
+        if self.stream.is_some() && after >= self.floor {
+            return Ok(());
+        }
         if self.stream_id.is_none() {
             return Err(SideError::Unavailable {
                 message: format!(
@@ -214,155 +265,261 @@ impl PostgresCapture {
                 ),
             });
         }
-        let flush = self.flush_and_check_slot()?;
-        let name = self.name();
-        let mut messages = i32::try_from(want.saturating_add(256)).unwrap_or(i32::MAX);
-        loop {
-            let rows: Vec<Vec<u8>> = self.session.run(|client| {
-                client
-                    .query(
-                        "SELECT data FROM pg_logical_slot_peek_binary_changes($1::text::name, NULL, \
-                         $2, 'proto_version', '1', 'publication_names', $1::text)",
-                        &[&name, &messages],
-                    )
-                    .map(|rows| rows.iter().map(|row| row.get(0)).collect())
-            })?;
-            let complete = rows.len() < messages as usize;
-            let changes = self.decode_all(&rows, after)?;
-            if changes.len() >= want || complete || messages == i32::MAX {
-                self.idle_safe = (complete && changes.is_empty()).then_some(flush);
-                if !changes.is_empty() {
-                    self.handed_out
-                        .extend(changes.iter().map(|change| change.position));
-                    let mut positions: Vec<Position> = self.handed_out.drain(..).collect();
-                    positions.sort();
-                    positions.dedup();
-                    self.handed_out = positions.into();
+        self.stop_stream();
+        let flush = self.check_slot()?;
+        self.stream = Some(ReplicationStream::start(
+            &self.session.options,
+            self.advanced_to,
+        )?);
+        self.floor = after;
+        self.streamed_through = self.advanced_to;
+        self.catch_up_to = Some(flush);
+        Ok(())
+    }
+
+    /// Stops the stream and forgets what it handed out and did not acknowledge.
+    fn stop_stream(&mut self) {
+        self.stream = None;
+        self.catch_up_to = None;
+        self.buffer.clear();
+        self.decoder = Decoder::default();
+        self.idle_commit = None;
+        self.idle_heartbeat = None;
+    }
+
+    /// Takes one delivery from the stream, waiting up to `timeout`; `false` when none
+    /// came.
+    fn pump(&mut self, timeout: Duration) -> Result<bool, SideError> {
+        let Some(stream) = &self.stream else {
+            return Ok(false);
+        };
+        match stream.next(timeout) {
+            None => Ok(false),
+            Some(Delivery::Events(events)) => {
+                for event in events {
+                    if let Err(error) = self.take(event) {
+                        // The rest of this delivery is lost: start over from the slot.
+                        self.stop_stream();
+                        return Err(error);
+                    }
                 }
-                return Ok(changes);
+                Ok(true)
             }
-            messages = messages.saturating_mul(4);
+            Some(Delivery::Failed(error)) => {
+                self.stop_stream();
+                Err(error)
+            }
         }
     }
 
-    /// Turns peeked messages into the changes after `after`. A message that cannot be
-    /// decoded ends the batch there ([`SideError::Unreadable`] when it is the first).
-    fn decode_all(
-        &mut self,
-        rows: &[Vec<u8>],
-        after: Position,
-    ) -> Result<Vec<CapturedChange>, SideError> {
-        let origin = self.name();
-        let mut relations: HashMap<u32, (Relation, Option<Arc<TableSchema>>)> = HashMap::new();
+    /// Follows one event of the stream.
+    fn take(&mut self, event: Event) -> Result<(), SideError> {
+        match event {
+            Event::Begin {
+                final_lsn,
+                commit_time,
+            } => {
+                self.decoder.transaction = Some((final_lsn, commit_time));
+                self.decoder.ours = false;
+                self.decoder.index = 0;
+            }
+            Event::Commit {
+                commit_lsn,
+                end_lsn,
+            } => {
+                let decoder = &mut self.decoder;
+                let last = (!decoder.ours && decoder.index > 0).then(|| decoder.index - 1);
+                self.transactions.insert(commit_lsn, (end_lsn, last));
+                self.streamed_through = self.streamed_through.max(end_lsn);
+                let nothing_new = self
+                    .buffer
+                    .back()
+                    .is_none_or(|(position, _)| position.sequence != commit_lsn);
+                if nothing_new {
+                    self.idle_commit = Some(end_lsn);
+                }
+                self.decoder.transaction = None;
+            }
+            Event::KeepAlive { wal_end } => {
+                if self.decoder.transaction.is_none() {
+                    self.idle_heartbeat = Some(wal_end);
+                    self.streamed_through = self.streamed_through.max(wal_end);
+                }
+            }
+            Event::Undecodable(message) => {
+                let position = self.next_position();
+                if position > self.floor {
+                    self.buffer.push_back((position, Err(message)));
+                    self.idle_commit = None;
+                }
+            }
+            Event::Message(message) => self.take_message(message)?,
+        }
+        Ok(())
+    }
+
+    /// The position the open transaction's next change gets.
+    fn next_position(&self) -> Position {
+        let lsn = self.decoder.transaction.map_or(0, |(lsn, _)| lsn);
+        Position::new(lsn, self.decoder.index)
+    }
+
+    /// Follows one pgoutput message inside a transaction.
+    fn take_message(&mut self, message: Message) -> Result<(), SideError> {
+        let (op, relation, old, new) = match message {
+            Message::Origin { name } => {
+                self.decoder.ours |= name == self.session.options.name;
+                return Ok(());
+            }
+            Message::Relation(relation) => {
+                if self.decoder.relations.contains_key(&relation.id) {
+                    // Described again: the table changed.
+                    self.session.forget_schemas();
+                }
+                let schema = if self.tables.contains_key(&relation.name) {
+                    match self.session.table(&relation.name) {
+                        Ok(schema) => Some(schema),
+                        Err(SideError::Schema(_)) => None,
+                        Err(error) => return Err(error),
+                    }
+                } else {
+                    None
+                };
+                self.decoder
+                    .relations
+                    .insert(relation.id, (relation, schema));
+                return Ok(());
+            }
+            Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. }
+                if self.decoder.ours =>
+            {
+                return Ok(());
+            }
+            Message::Insert { relation, new } => (ChangeOp::Insert, relation, None, Some(new)),
+            Message::Update { relation, old, new } => (ChangeOp::Update, relation, old, Some(new)),
+            Message::Delete { relation, old } => (ChangeOp::Delete, relation, Some(old), None),
+            Message::Begin { .. } | Message::Commit { .. } | Message::Other(_) => return Ok(()),
+        };
+        let built = self.change(relation, op, old, new);
+        let position = self.next_position();
+        let (lsn, commit_time) = self.decoder.transaction.unwrap_or_default();
+        let entry = match built {
+            Ok(None) => return Ok(()),
+            Ok(Some(mut change)) => {
+                change.position = position;
+                change.committed_at = u64::try_from(commit_time).ok().map(|micros| {
+                    UNIX_EPOCH + Duration::from_secs(POSTGRES_EPOCH) + Duration::from_micros(micros)
+                });
+                Ok(change)
+            }
+            Err(message) => Err(message),
+        };
+        debug_assert_eq!(position.sequence, lsn);
+        self.decoder.index += 1;
+        if position > self.floor {
+            self.buffer.push_back((position, entry));
+            self.idle_commit = None;
+        }
+        Ok(())
+    }
+
+    /// The changes after `after` that are buffered, at most `limit`; an unreadable one
+    /// ends them ([`SideError::Unreadable`] when it is the first).
+    fn buffered(&self, after: Position, limit: usize) -> Result<Vec<CapturedChange>, SideError> {
         let mut changes = Vec::new();
-        let mut transaction: Option<(u64, i64)> = None;
-        let mut ours = false;
-        let mut index: u32 = 0;
-        for row in rows {
-            let position = Position::new(transaction.map_or(0, |(lsn, _)| lsn), index);
-            let message = match pgoutput::decode(row) {
-                Ok(message) => message,
+        for (position, change) in self.buffer.iter().filter(|(position, _)| *position > after) {
+            if changes.len() >= limit {
+                break;
+            }
+            match change {
+                Ok(change) => changes.push(change.clone()),
                 Err(message) if changes.is_empty() => {
-                    return Err(SideError::Unreadable { position, message });
+                    return Err(SideError::Unreadable {
+                        position: *position,
+                        message: message.clone(),
+                    });
                 }
                 Err(_) => break,
-            };
-            match message {
-                Message::Begin {
-                    final_lsn,
-                    commit_time,
-                } => {
-                    transaction = Some((final_lsn, commit_time));
-                    ours = false;
-                    index = 0;
-                }
-                Message::Origin { name } => ours |= name == origin,
-                Message::Commit {
-                    commit_lsn,
-                    end_lsn,
-                } => {
-                    let last = (!ours && index > 0).then(|| index - 1);
-                    self.transactions.insert(commit_lsn, (end_lsn, last));
-                    transaction = None;
-                }
-                Message::Relation(relation) => {
-                    let schema = if self.tables.contains_key(&relation.name) {
-                        match self.session.table(&relation.name) {
-                            Ok(schema) => Some(schema),
-                            Err(SideError::Schema(_)) => None,
-                            Err(error) => return Err(error),
-                        }
-                    } else {
-                        None
-                    };
-                    relations.insert(relation.id, (relation, schema));
-                }
-                Message::Insert { .. } | Message::Update { .. } | Message::Delete { .. }
-                    if ours =>
-                {
-                    continue;
-                }
-                Message::Insert { relation, new } => {
-                    let built =
-                        self.change(&relations, relation, ChangeOp::Insert, None, Some(new));
-                    index = self.push(built, transaction, index, after, &mut changes)?;
-                }
-                Message::Update { relation, old, new } => {
-                    let built = self.change(&relations, relation, ChangeOp::Update, old, Some(new));
-                    index = self.push(built, transaction, index, after, &mut changes)?;
-                }
-                Message::Delete { relation, old } => {
-                    let built =
-                        self.change(&relations, relation, ChangeOp::Delete, Some(old), None);
-                    index = self.push(built, transaction, index, after, &mut changes)?;
-                }
-                Message::Other(_) => {}
             }
         }
         Ok(changes)
     }
 
-    /// Places a built change at the next index of its transaction and keeps it when it
-    /// is after `after`. Returns the next index.
-    fn push(
-        &self,
-        built: Result<Option<CapturedChange>, String>,
-        transaction: Option<(u64, i64)>,
-        index: u32,
-        after: Position,
-        changes: &mut Vec<CapturedChange>,
-    ) -> Result<u32, SideError> {
-        let (lsn, commit_time) = transaction.unwrap_or_default();
-        let position = Position::new(lsn, index);
-        match built {
-            Ok(Some(mut change)) => {
-                if position > after {
-                    change.position = position;
-                    change.committed_at = u64::try_from(commit_time).ok().map(|micros| {
-                        UNIX_EPOCH
-                            + Duration::from_secs(POSTGRES_EPOCH)
-                            + Duration::from_micros(micros)
-                    });
-                    changes.push(change);
-                }
-                Ok(index + 1)
-            }
-            Ok(None) => Ok(index),
-            Err(message) if position > after => Err(SideError::Unreadable { position, message }),
-            Err(_) => Ok(index + 1),
+    fn has_after(&self, after: Position) -> bool {
+        self.buffer
+            .back()
+            .is_some_and(|(position, _)| *position > after)
+    }
+
+    /// Where the slot may be confirmed when nothing handed out is waiting for an
+    /// acknowledgement: past transactions that held nothing for the engine, and (now
+    /// and then) to the last heartbeat.
+    fn idle_target(&mut self) -> Option<u64> {
+        if !self.buffer.is_empty() || self.decoder.transaction.is_some() {
+            return None;
         }
+        let heartbeat = self.idle_heartbeat.filter(|_| {
+            self.last_heartbeat_advance
+                .is_none_or(|at| at.elapsed() >= HEARTBEAT_ADVANCE_EVERY)
+        });
+        if heartbeat.is_some_and(|lsn| lsn > self.advance_pending) {
+            self.last_heartbeat_advance = Some(Instant::now());
+        }
+        match (self.idle_commit, heartbeat) {
+            (Some(commit), Some(heartbeat)) => Some(commit.max(heartbeat)),
+            (one, other) => one.or(other),
+        }
+    }
+
+    /// Lets the slot be confirmed up to `target` (never back): recorded in
+    /// `_dualwrite_streams` first, then reported to the server by the stream. Done at
+    /// most every [`ADVANCE_EVERY`]; a later call (or [`settle`](Self::settle)) catches
+    /// up.
+    fn advance(&mut self, target: u64) -> Result<(), SideError> {
+        self.advance_pending = self.advance_pending.max(target);
+        self.settle()
+    }
+
+    /// Records and reports a pending advance once [`ADVANCE_EVERY`] has passed.
+    fn settle(&mut self) -> Result<(), SideError> {
+        let target = self.advance_pending;
+        if target <= self.advanced_to
+            || self
+                .last_advance
+                .is_some_and(|at| at.elapsed() < ADVANCE_EVERY)
+        {
+            return Ok(());
+        }
+        let name = self.name();
+        let lsn = format_lsn(target);
+        // Recorded first: a crash in between leaves the record ahead of the slot, which
+        // reads as the slot being behind (changes are redelivered), never as moved.
+        self.session.run(|client| {
+            client.execute(
+                "UPDATE _dualwrite_streams SET advanced_to = $2::text::pg_lsn WHERE slot = $1",
+                &[&name, &lsn],
+            )
+        })?;
+        self.advanced_to = target;
+        self.last_advance = Some(Instant::now());
+        if let Some(stream) = &self.stream {
+            stream.confirm(target);
+        }
+        self.transactions = self.transactions.split_off(&target);
+        Ok(())
     }
 
     /// The change a row message describes; `None` for a table not captured.
     fn change(
         &self,
-        relations: &HashMap<u32, (Relation, Option<Arc<TableSchema>>)>,
         relation: u32,
         op: ChangeOp,
         old: Option<Tuple>,
         new: Option<Tuple>,
     ) -> Result<Option<CapturedChange>, String> {
-        let (relation, schema) = relations
+        let (relation, schema) = self
+            .decoder
+            .relations
             .get(&relation)
             .ok_or_else(|| format!("a row of relation {relation} before its description"))?;
         let Some(captured) = self.tables.get(&relation.name) else {
@@ -399,34 +556,6 @@ impl PostgresCapture {
     }
 
     /// Moves the slot to `target` (never back), recording it first.
-    fn advance(&mut self, target: u64) -> Result<(), SideError> {
-        if target <= self.advanced_to {
-            return Ok(());
-        }
-        let name = self.name();
-        let lsn = format_lsn(target);
-        // Recorded first: a crash in between leaves the record ahead of the slot, which
-        // reads as the slot being behind (changes are redelivered), never as moved.
-        self.session.run(|client| {
-            client.execute(
-                "UPDATE _dualwrite_streams SET advanced_to = $2::text::pg_lsn WHERE slot = $1",
-                &[&name, &lsn],
-            )
-        })?;
-        self.advanced_to = target;
-        let advanced = self.session.run(|client| {
-            client.query_opt(
-                "SELECT pg_replication_slot_advance(slot_name, $2::text::pg_lsn) \
-                 FROM pg_replication_slots WHERE slot_name = $1",
-                &[&name, &lsn],
-            )
-        })?;
-        if advanced.is_none() {
-            return Err(self.slot_lost());
-        }
-        self.transactions = self.transactions.split_off(&target);
-        Ok(())
-    }
 
     /// Makes the publication publish exactly `tables`.
     fn publish(&mut self, tables: &[CaptureTable]) -> Result<(), SideError> {
@@ -665,6 +794,8 @@ impl CaptureStream for PostgresCapture {
                 None => unique.push(table.clone()),
             }
         }
+        // A stream holds the slot; the capture starts a new one after the install.
+        self.stop_stream();
         let url = self.session.url().to_owned();
         let wal_level: String = self.session.run(|client| {
             client
@@ -715,9 +846,7 @@ impl CaptureStream for PostgresCapture {
             .collect();
         self.stream_id = Some(stream_id.clone());
         self.transactions.clear();
-        self.handed_out.clear();
-        self.peeked = None;
-        self.idle_safe = None;
+        self.advance_pending = self.advanced_to;
         tracing::info!(tables = self.tables.len(), %stream_id, "PostgreSQL capture installed");
         Ok(CaptureInfo {
             stream_id,
@@ -727,59 +856,73 @@ impl CaptureStream for PostgresCapture {
     }
 
     fn read(&mut self, after: Position, limit: usize) -> Result<Vec<CapturedChange>, SideError> {
-        let mut changes = match self.peeked.take() {
-            Some((from, changes)) if from == after && !changes.is_empty() => changes,
-            _ => self.peek(after, limit)?,
-        };
-        changes.truncate(limit);
-        Ok(changes)
+        self.ensure_stream(after)?;
+        let deadline = Instant::now() + READ_CATCH_UP;
+        while self
+            .buffer
+            .iter()
+            .rev()
+            .take_while(|(position, _)| *position > after)
+            .count()
+            < limit
+        {
+            // The rest of an open transaction, and what was committed before the stream
+            // started, are on their way: wait for them (briefly) rather than hand out a
+            // part.
+            if self
+                .catch_up_to
+                .is_some_and(|lsn| self.streamed_through >= lsn)
+            {
+                self.catch_up_to = None;
+            }
+            let behind = self.decoder.transaction.is_some() || self.catch_up_to.is_some();
+            let timeout = if behind {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            if !self.pump(timeout)? {
+                break;
+            }
+        }
+        self.buffered(after, limit)
     }
 
     fn wait(&mut self, after: Position, timeout: Duration) -> Result<bool, SideError> {
-        if let Some((from, changes)) = &self.peeked
-            && *from == after
-            && !changes.is_empty()
-        {
-            return Ok(true);
-        }
+        self.ensure_stream(after)?;
         let deadline = Instant::now() + timeout;
         loop {
-            let flush: String = self.session.run(|client| {
-                client
-                    .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-                    .map(|row| row.get(0))
-            })?;
-            let flush = parse_lsn(&flush);
-            if flush != self.last_flush {
-                let changes = self.peek(after, WAIT_PEEK)?;
-                // Only once the peek succeeded: a failed one is tried again.
-                self.last_flush = flush;
-                if !changes.is_empty() {
-                    self.peeked = Some((after, changes));
-                    return Ok(true);
-                }
-                let due = self
-                    .last_idle_advance
-                    .is_none_or(|at| at.elapsed() >= IDLE_ADVANCE_EVERY);
-                if let Some(safe) = self.idle_safe
-                    && due
-                    && after <= self.acknowledged
-                    && self.handed_out.is_empty()
-                {
-                    self.last_idle_advance = Some(Instant::now());
-                    self.advance(safe)?;
-                }
+            if self.has_after(after) {
+                return Ok(true);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
+            if after >= self.acknowledged
+                && let Some(target) = self.idle_target()
+            {
+                self.advance(target)?;
+            } else {
+                self.settle()?;
             }
-            std::thread::sleep(self.session.options.poll_interval.min(deadline - now));
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            // Wakes in time for a pending advance.
+            let slice = if self.advance_pending > self.advanced_to {
+                remaining.min(ADVANCE_EVERY)
+            } else {
+                remaining
+            };
+            let got = self.pump(slice)?;
+            if !got && Instant::now() >= deadline {
+                return Ok(self.has_after(after));
+            }
         }
     }
 
     fn head(&mut self) -> Result<Position, SideError> {
-        Ok(self.handed_out.back().copied().unwrap_or(self.acknowledged))
+        Ok(self
+            .buffer
+            .back()
+            .map_or(self.acknowledged, |(position, _)| {
+                (*position).max(self.acknowledged)
+            }))
     }
 
     fn acknowledge(&mut self, through: Position) -> Result<u64, SideError> {
@@ -792,20 +935,18 @@ impl CaptureStream for PostgresCapture {
         };
         let mut dropped = 0;
         while self
-            .handed_out
+            .buffer
             .front()
-            .is_some_and(|position| *position <= through)
+            .is_some_and(|(position, _)| *position <= through)
         {
-            self.handed_out.pop_front();
+            self.buffer.pop_front();
             dropped += 1;
         }
-        if self.handed_out.is_empty()
-            && let Some(safe) = self.idle_safe
-        {
-            target = target.max(safe);
-        }
         self.acknowledged = self.acknowledged.max(through);
-        self.peeked = None;
+        self.floor = self.floor.max(through);
+        if let Some(idle) = self.idle_target() {
+            target = target.max(idle);
+        }
         self.advance(target)?;
         Ok(dropped)
     }
@@ -813,12 +954,28 @@ impl CaptureStream for PostgresCapture {
     fn uninstall(&mut self) -> Result<(), SideError> {
         let name = self.name();
         let publication = quote_ident(&name);
+        self.stop_stream();
+        // The walsender of a stream just stopped may hold the slot a moment longer.
+        let mut tries = 0;
+        loop {
+            let dropped = self.session.run(|client| {
+                client.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                     WHERE slot_name = $1",
+                    &[&name],
+                )
+            });
+            match dropped {
+                Ok(_) => break,
+                Err(error) if !error.is_unavailable() && tries < 50 => {
+                    tracing::debug!(%error, "the slot is still held; trying again");
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => return Err(error),
+            }
+        }
         self.session.run(|client| {
-            client.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                 WHERE slot_name = $1",
-                &[&name],
-            )?;
             client.batch_execute(&format!(
                 "DROP PUBLICATION IF EXISTS {publication}; {CREATE_STREAMS_TABLE}"
             ))?;
@@ -828,9 +985,8 @@ impl CaptureStream for PostgresCapture {
         self.tables.clear();
         self.stream_id = None;
         self.transactions.clear();
-        self.handed_out.clear();
-        self.peeked = None;
         self.advanced_to = 0;
+        self.advance_pending = 0;
         tracing::info!(slot = %name, "PostgreSQL capture uninstalled");
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! A decoder of the pgoutput logical replication messages (protocol version 1), as
 //! documented in PostgreSQL's "Logical Replication Message Formats": the messages the
-//! capture reads one per row from `pg_logical_slot_peek_binary_changes`.
+//! capture receives one per `XLogData` message of the replication stream.
 //!
 //! Only what the capture uses is decoded: Begin, Commit, Origin, Relation, Insert,
 //! Update, Delete. Type, Truncate and logical decoding messages are recognised and
