@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dualwrite_tests::customer_groups::{CRM_TABLE, ERP_TABLE};
+use dualwrite_tests::private_servers::PrivatePostgres;
 use dualwrite_tests::{plugin_path, servers};
 use rusqlite::Connection;
 use serde_json::Value as Json;
@@ -404,120 +405,15 @@ fn a_plugin_file_gone_after_the_config_was_read_is_unreadable() {
     assert!(!findings[0].fix.is_empty());
 }
 
-/// A PostgreSQL server of its own for one test, started from the machine's PostgreSQL
-/// binaries with `wal_level = replica` (the machine's shared server runs `logical`, and
-/// changing it needs a restart); stopped and removed on drop.
-struct ReplicaServer {
-    dir: tempfile::TempDir,
-    port: u16,
-    bin: std::path::PathBuf,
-    /// The test runs as root: PostgreSQL's tools run as `postgres` then.
-    as_root: bool,
-}
-
-impl ReplicaServer {
-    fn start() -> ReplicaServer {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL's binaries are in /usr/lib/postgresql/VERSION/bin")
-            .filter_map(Result::ok)
-            .map(|entry| entry.path().join("bin"))
-            .find(|bin| bin.join("initdb").is_file())
-            .expect("initdb");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("data");
-        // PostgreSQL refuses to run as root: the cluster belongs to `postgres`.
-        let as_root = Command::new("id").arg("-u").output().expect("id").stdout == b"0\n";
-        if as_root {
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .expect("chown");
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("address")
-            .port();
-        let server = ReplicaServer {
-            dir,
-            port,
-            bin,
-            as_root,
-        };
-        server.run(&[
-            server.bin.join("initdb").to_str().expect("path"),
-            "-D",
-            data.to_str().expect("path"),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-        ]);
-        server.run(&[
-            server.bin.join("pg_ctl").to_str().expect("path"),
-            "-D",
-            data.to_str().expect("path"),
-            "-w",
-            "-l",
-            server.dir.path().join("log").to_str().expect("path"),
-            "-o",
-            &format!(
-                "-c wal_level=replica -c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-                server.port,
-                server.dir.path().display()
-            ),
-            "start",
-        ]);
-        server
-    }
-
-    /// `command`, run as `postgres` when the test runs as root.
-    fn tool(&self, command: &[&str]) -> Command {
-        let mut tool = if self.as_root {
-            let mut tool = Command::new("runuser");
-            tool.args(["-u", "postgres", "--"]).args(command);
-            tool
-        } else {
-            let mut tool = Command::new(command[0]);
-            tool.args(&command[1..]);
-            tool
-        };
-        tool.stdout(std::process::Stdio::null());
-        tool
-    }
-
-    /// Runs `command` (see [`tool`](Self::tool)); it must succeed.
-    fn run(&self, command: &[&str]) {
-        let status = self.tool(command).status().expect("run a PostgreSQL tool");
-        assert!(status.success(), "{command:?} failed");
-    }
-}
-
-impl Drop for ReplicaServer {
-    fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let pg_ctl = self.bin.join("pg_ctl");
-        let _ = self
-            .tool(&[
-                pg_ctl.to_str().unwrap_or("pg_ctl"),
-                "-D",
-                data.to_str().unwrap_or("."),
-                "-m",
-                "immediate",
-                "stop",
-            ])
-            .status();
-    }
-}
-
 #[test]
 fn a_server_without_logical_decoding_is_reported_with_its_code() {
-    let server = ReplicaServer::start();
+    // A server of its own: the machine's shared server runs `logical`, and changing it
+    // needs a restart.
+    let server = PrivatePostgres::start("replica");
     let deployment = Deployment::sound();
     let side = format!(
-        "connector = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:{}/postgres\"",
-        server.port
+        "connector = \"postgres\"\nurl = \"{}\"",
+        server.url("postgres")
     );
     let (code, findings) = deployment.check(&side, GROUPS, "");
     assert_eq!(code, 1);

@@ -17,7 +17,10 @@ pub struct EngineProcess {
     /// The admin token it generated.
     pub token: String,
     lines: mpsc::Receiver<String>,
+    /// Every line received so far.
     seen: Vec<String>,
+    /// How many of `seen` a wait has looked at.
+    waited: usize,
 }
 
 impl EngineProcess {
@@ -51,6 +54,7 @@ impl EngineProcess {
             token: String::new(),
             lines,
             seen: Vec::new(),
+            waited: 0,
         };
         let url = engine
             .wait_for_line("the admin address", Duration::from_secs(120), |line| {
@@ -82,14 +86,16 @@ impl EngineProcess {
     ) -> String {
         let started = Instant::now();
         loop {
+            if let Some(line) = self.seen.get(self.waited) {
+                self.waited += 1;
+                if matches(line) {
+                    return line.clone();
+                }
+                continue;
+            }
             let left = timeout.saturating_sub(started.elapsed());
             match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        return line;
-                    }
-                }
+                Ok(line) => self.seen.push(line),
                 Err(_) => panic!(
                     "dualwrite run did not print {what} within {} s; it printed:\n{}",
                     timeout.as_secs(),
@@ -97,6 +103,19 @@ impl EngineProcess {
                 ),
             }
         }
+    }
+
+    /// Every stderr line it printed so far (a wait still looks at those it has not).
+    pub fn lines(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
+    /// Whether the process still runs (it has neither exited nor been killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// `GET path` of its admin API with the token; panics unless it answers 2xx JSON.
@@ -122,15 +141,36 @@ impl EngineProcess {
             .to_owned()
     }
 
-    /// The counters of `map` in the latest snapshot (published every quarter second).
-    pub fn counters(&self, map: &str) -> serde_json::Value {
+    /// `GET path` of its admin API with the token, as text; panics unless it answers 2xx.
+    pub fn get_text(&self, path: &str) -> String {
+        let response = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.text().expect("a text answer")
+    }
+
+    /// `map` as `GET /api/v1/maps` lists it: mode, which sides are offline, queue depth,
+    /// open errors, counters, ...
+    pub fn map(&self, map: &str) -> serde_json::Value {
         self.get("/api/v1/maps")["maps"]
             .as_array()
             .expect("maps")
             .iter()
             .find(|entry| entry["name"] == map)
-            .unwrap_or_else(|| panic!("map {map} is listed"))["counters"]
+            .unwrap_or_else(|| panic!("map {map} is listed"))
             .clone()
+    }
+
+    /// The counters of `map` in the latest snapshot (published every quarter second).
+    pub fn counters(&self, map: &str) -> serde_json::Value {
+        self.map(map)["counters"].clone()
     }
 
     /// Kills the process (SIGKILL) and waits for it.

@@ -1,9 +1,11 @@
 //! Shared support for dualwrite's end-to-end tests and benchmarks: where the plugins that
-//! `build.rs` compiled from source live, the database servers ([`servers`]) and a real
+//! `build.rs` compiled from source live, the machine's database servers ([`servers`]),
+//! servers of a test's own that it may stop and start ([`private_servers`]) and a real
 //! `dualwrite run` process ([`engine_process`]).
 
 pub mod customer_groups;
 pub mod engine_process;
+pub mod private_servers;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -152,4 +152,11 @@ pub trait ApplyBatch: Send {
         after: Option<&RowImage>,
         limit: usize,
     ) -> Result<Vec<RowImage>, SideError>;
+
+    /// Closes the connection, if the connector keeps one open, so that the next call
+    /// connects again. The sync loop calls it when the side goes offline: its capture
+    /// found the server gone, and a connection of the writer opened before would fail
+    /// on its first use once the server is back, putting the side offline a second
+    /// time. The default does nothing (a connector without a server).
+    fn disconnect(&mut self) {}
 }

@@ -639,4 +639,12 @@ impl ApplyBatch for MysqlWriter {
         );
         self.query_rows(&sql, Vec::new(), &found)
     }
+
+    fn disconnect(&mut self) {
+        // A new session drops the old one's connection; it counts connections on from
+        // the old one, so the marker table is checked again on the next.
+        let mut fresh = MySession::new(self.session.options.clone());
+        fresh.connected = self.session.connected;
+        self.session = fresh;
+    }
 }

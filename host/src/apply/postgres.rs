@@ -606,4 +606,12 @@ impl ApplyBatch for PostgresWriter {
         );
         self.query_rows(&sql, params, &schema)
     }
+
+    fn disconnect(&mut self) {
+        // A new session drops the old one's client; it counts connections on from the
+        // old one, so the statements and the origin are set up again on the next.
+        let mut fresh = PgSession::new(self.session.options.clone());
+        fresh.connected = self.session.connected;
+        self.session = fresh;
+    }
 }

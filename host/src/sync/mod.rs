@@ -626,6 +626,10 @@ impl Engine {
             reason: reason.clone(),
         });
         if first {
+            // Whatever failed, the writer's connection to the side is as suspect as the
+            // capture's: one made before the outage would fail on first use once the
+            // side is back and put it offline again.
+            link.writer.disconnect();
             tracing::warn!(side = %link.name, "side offline: {reason}");
             let name = link.name.clone();
             self.record_side_state(&name, true, &format!("side {name} unreachable: {reason}"))?;
