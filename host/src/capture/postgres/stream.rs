@@ -253,6 +253,7 @@ async fn read(
 ) -> Option<PgWireError> {
     let mut reported = 0;
     let mut events: Vec<Event> = Vec::new();
+    let mut stopping = ShutdownSign::default();
     loop {
         if stop.load(Ordering::SeqCst) {
             client.stop();
@@ -281,6 +282,19 @@ async fn read(
                 }
             }
             Ok(Ok(Some(event))) => {
+                if let ReplicationEvent::KeepAlive {
+                    wal_end,
+                    reply_requested: true,
+                    ..
+                } = &event
+                    && stopping.asks(wal_end.as_u64())
+                {
+                    return Some(PgWireError::Io(Arc::new(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the server is shutting down: the stream was closed so that it can \
+                         stop (the slot keeps everything not confirmed)",
+                    ))));
+                }
                 if let Some(event) = translate(event) {
                     events.push(event);
                 }
@@ -300,6 +314,46 @@ async fn read(
             }
             Ok(Err(error)) => return Some(error),
         }
+    }
+}
+
+/// Tells a server that is shutting down from one that is merely checking on the client.
+///
+/// A stopping server's walsender waits until the client confirms everything it sent
+/// (the shutdown checkpoint included) and asks for a reply again each time one comes;
+/// the capture confirms only what the engine made durable and recorded, which it cannot
+/// record once the server refuses sessions. So the walsender would wait forever and the
+/// server never stop. A running server asks for a reply only every half
+/// `wal_sender_timeout` (30 s by default): several requests in a row at one WAL
+/// position within a second are a shutdown, and the reader then closes the stream.
+#[derive(Default)]
+struct ShutdownSign {
+    wal_end: u64,
+    first_at: Option<std::time::Instant>,
+    requests: u32,
+}
+
+impl ShutdownSign {
+    /// Requests in a row that mean a shutdown.
+    const REQUESTS: u32 = 5;
+
+    /// Notes a heartbeat that asks for a reply; `true` when the server is stopping.
+    fn asks(&mut self, wal_end: u64) -> bool {
+        let now = std::time::Instant::now();
+        let in_a_row = self.wal_end == wal_end
+            && self
+                .first_at
+                .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1));
+        if in_a_row {
+            self.requests += 1;
+        } else {
+            *self = ShutdownSign {
+                wal_end,
+                first_at: Some(now),
+                requests: 1,
+            };
+        }
+        self.requests >= Self::REQUESTS
     }
 }
 
@@ -382,5 +436,24 @@ fn classify(url: &str, error: &PgWireError) -> SideError {
         _ => SideError::Unavailable {
             message: format!("{url}: replication stream: {text}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_reply_requests_at_one_position_is_a_shutdown() {
+        let mut sign = ShutdownSign::default();
+        for _ in 0..ShutdownSign::REQUESTS - 1 {
+            assert!(!sign.asks(100));
+        }
+        assert!(sign.asks(100));
+        // A request at another position (the WAL moved) starts a new run.
+        let mut sign = ShutdownSign::default();
+        for at in 0..20 {
+            assert!(!sign.asks(at));
+        }
     }
 }
