@@ -611,3 +611,68 @@ fn what_an_operator_must_fix_is_reported_with_a_code() {
         ))
         .unwrap();
 }
+
+#[test]
+fn rows_read_in_one_go_are_the_rows_read_one_by_one() {
+    let db = PgDatabase::create("readrows");
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "CREATE TABLE parts (code text, amount numeric(12,3), label text, \
+             PRIMARY KEY (code, amount));
+             INSERT INTO parts VALUES ('plain', 1.5, 'a'), ('with \"quotes\", commas', 2, 'b'),
+                 ('back\\slash {braces}', 3.25, 'c'), ('', 0, 'empty code'), ('NULL', 4, 'd');",
+        )
+        .unwrap();
+    let mut writer = PostgresWriter::open(options(&db));
+    let key = |code: &str, amount: &str| {
+        row(&[
+            ("code", text(code)),
+            ("amount", Value::Decimal(amount.into())),
+        ])
+    };
+    let keys = vec![
+        key("back\\slash {braces}", "3.25"),
+        key("missing", "1"),
+        key("plain", "1.5"),
+        key("with \"quotes\", commas", "2"),
+        key("", "0"),
+        key("NULL", "4"),
+        row(&[
+            ("code", Value::Null),
+            ("amount", Value::Decimal("1".into())),
+        ]),
+        key("plain", "1.5"),
+    ];
+    let together = writer.read_rows("parts", &keys).unwrap();
+    let one_by_one: Vec<Option<RowImage>> = keys
+        .iter()
+        .map(|key| writer.read_row("parts", key).unwrap())
+        .collect();
+    assert_eq!(together, one_by_one);
+    let labels: Vec<Option<&Value>> = together
+        .iter()
+        .map(|found| found.as_ref().map(|row| &row["label"]))
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            Some(&text("c")),
+            None,
+            Some(&text("a")),
+            Some(&text("b")),
+            Some(&text("empty code")),
+            Some(&text("d")),
+            None,
+            Some(&text("a")),
+        ]
+    );
+    // Keys of different columns are read one by one, with the same answers.
+    let mixed = vec![key("plain", "1.5"), row(&[("label", text("b"))])];
+    let found = writer.read_rows("parts", &mixed).unwrap();
+    assert_eq!(found[0].as_ref().unwrap()["label"], text("a"));
+    assert_eq!(
+        found[1].as_ref().unwrap()["code"],
+        text("with \"quotes\", commas")
+    );
+}

@@ -139,6 +139,17 @@ pub trait ApplyBatch: Send {
     /// [`SchemaError::KeyNotUnique`](crate::capture::SchemaError::KeyNotUnique).
     fn read_row(&mut self, table: &str, key: &RowImage) -> Result<Option<RowImage>, SideError>;
 
+    /// [`read_row`](Self::read_row) for each of `keys`, in their order. Connectors of a
+    /// database server override it to read them all in one round trip; the default reads
+    /// them one by one.
+    fn read_rows(
+        &mut self,
+        table: &str,
+        keys: &[RowImage],
+    ) -> Result<Vec<Option<RowImage>>, SideError> {
+        keys.iter().map(|key| self.read_row(table, key)).collect()
+    }
+
     /// How many rows `table` holds (for initial sync progress).
     fn count_rows(&mut self, table: &str) -> Result<u64, SideError>;
 

@@ -135,22 +135,7 @@ impl PostgresWriter {
                 .collect();
             client.query(&statement, &params)
         })?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                schema
-                    .columns
-                    .iter()
-                    .enumerate()
-                    .map(|(at, column)| {
-                        let text: Option<String> = row.get(at);
-                        let value =
-                            text.map_or(Value::Null, |text| value_from_text(column.kind, &text));
-                        (column.name.clone(), value)
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(rows.iter().map(|row| row_image(row, schema)).collect())
     }
 
     /// Turns a statement's failure into the batch's error: connectivity faults make the
@@ -454,6 +439,35 @@ fn select_list(schema: &TableSchema) -> String {
         .join(", ")
 }
 
+/// A row read with [`select_list`] (its first columns) as an image.
+fn row_image(row: &postgres::Row, schema: &TableSchema) -> RowImage {
+    schema
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(at, column)| {
+            let text: Option<String> = row.get(at);
+            let value = text.map_or(Value::Null, |text| value_from_text(column.kind, &text));
+            (column.name.clone(), value)
+        })
+        .collect()
+}
+
+/// Appends `text` to an array literal as one quoted element.
+fn push_array_element(literal: &mut String, text: &str) {
+    literal.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            literal.push('\\');
+        }
+        literal.push(c);
+    }
+    literal.push('"');
+}
+
+/// Keys read by one statement of [`PostgresWriter::read_rows`] at most.
+const READ_ROWS_CHUNK: usize = 1_000;
+
 type Params<'a> = Vec<&'a (dyn postgres::types::ToSql + Sync)>;
 
 fn bind(params: &[Option<String>]) -> Params<'_> {
@@ -549,6 +563,105 @@ impl ApplyBatch for PostgresWriter {
             .into());
         }
         Ok(rows.pop())
+    }
+
+    /// One statement per [`READ_ROWS_CHUNK`] keys: the keys go in as one array per key
+    /// column, `unnest ... WITH ORDINALITY` joined to the table, and the ordinal says
+    /// which key a row belongs to.
+    fn read_rows(
+        &mut self,
+        table: &str,
+        keys: &[RowImage],
+    ) -> Result<Vec<Option<RowImage>>, SideError> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        if keys.len() == 1
+            || first.is_empty()
+            || keys.iter().any(|key| !key.keys().eq(first.keys()))
+        {
+            return keys.iter().map(|key| self.read_row(table, key)).collect();
+        }
+        let schema = self.schema(table)?;
+        schema.check_columns(first.keys().map(String::as_str), false)?;
+        let infos: Vec<&ColumnInfo> = first
+            .keys()
+            .map(|name| schema.column(name).expect("checked above"))
+            .collect();
+        let unreadable = |error: SideError| SchemaError::Unsupported {
+            table: table.to_owned(),
+            reason: format!("the key cannot be read: {error}"),
+        };
+        let names: Vec<String> = (0..infos.len()).map(|at| format!("_dw_k{at}")).collect();
+        let arrays: Vec<String> = infos
+            .iter()
+            .enumerate()
+            .map(|(at, info)| format!("CAST(${} AS {}[])", at + 1, info.declared_type))
+            .collect();
+        let joined: Vec<String> = infos
+            .iter()
+            .zip(&names)
+            .map(|(info, name)| format!("t.{} = k.{name}", quote_ident(&info.name)))
+            .collect();
+        let columns: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|column| format!("t.{}::text", quote_ident(&column.name)))
+            .collect();
+        let sql = format!(
+            "SELECT {}, k._dw_ord FROM unnest({}) WITH ORDINALITY AS k({}, _dw_ord) \
+             JOIN {} t ON {}",
+            columns.join(", "),
+            arrays.join(", "),
+            names.join(", "),
+            quote_ident(table),
+            joined.join(" AND ")
+        );
+        let mut found: Vec<Option<RowImage>> = vec![None; keys.len()];
+        // A key with a NULL matches no row.
+        let readable: Vec<usize> = (0..keys.len())
+            .filter(|&at| keys[at].values().all(|value| *value != Value::Null))
+            .collect();
+        for chunk in readable.chunks(READ_ROWS_CHUNK) {
+            let mut literals = vec![String::from("{"); infos.len()];
+            for (n, &at) in chunk.iter().enumerate() {
+                let texts = texts(infos.iter().copied().zip(keys[at].values()), 0, table)
+                    .map_err(unreadable)?;
+                for (literal, text) in literals.iter_mut().zip(texts) {
+                    if n > 0 {
+                        literal.push(',');
+                    }
+                    push_array_element(literal, text.as_deref().unwrap_or_default());
+                }
+            }
+            let params: Vec<Option<String>> = literals
+                .into_iter()
+                .map(|mut literal| {
+                    literal.push('}');
+                    Some(literal)
+                })
+                .collect();
+            let statement = self.prepare(&sql, params.len())?;
+            let rows = self
+                .session
+                .run(|client| client.query(&statement, &bind(&params)))?;
+            for row in rows {
+                let ordinal: i64 = row.get(schema.columns.len());
+                let Some(&at) = usize::try_from(ordinal - 1).ok().and_then(|n| chunk.get(n)) else {
+                    continue;
+                };
+                if found[at].is_some() {
+                    return Err(SchemaError::KeyNotUnique {
+                        table: table.to_owned(),
+                        key: first.keys().cloned().collect(),
+                        unique_keys: schema.unique_keys.clone(),
+                    }
+                    .into());
+                }
+                found[at] = Some(row_image(&row, &schema));
+            }
+        }
+        Ok(found)
     }
 
     fn count_rows(&mut self, table: &str) -> Result<u64, SideError> {

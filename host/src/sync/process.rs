@@ -19,8 +19,8 @@
 //! and at most one write for it.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -331,17 +331,23 @@ pub(crate) fn process(
     let mut inputs = Vec::new();
     // Per input: its group, the link, and the source image it sends (None: a delete).
     let mut sent: Vec<(usize, Option<Arc<CachedLink>>, Option<Image>)> = Vec::new();
+    // Each key's row as it is now, all read in one go; the initial sync's rows were
+    // scanned just before (live changes made since then are captured and follow it), so
+    // they need no read.
+    let scanned =
+        |group: &KeyGroup| origin == BatchOrigin::InitialSync && group.change.after.is_some();
+    let to_read: Vec<RowImage> = groups
+        .iter()
+        .filter(|group| !scanned(group))
+        .map(|group| key_image(&source_endpoint.key, &group.key))
+        .collect();
+    let mut rows_now = read_rows(source, &source_endpoint.entity, &to_read)?.into_iter();
     for (at, group) in groups.iter().enumerate() {
         let link = link_of(&group.key)?;
         let base = link.as_ref().map(|link| link.image(role));
-        // The row as it is now; the initial sync's rows were scanned just before (live
-        // changes made since then are captured and follow it), so it needs no read.
         let now = match (origin, &group.change.after) {
             (BatchOrigin::InitialSync, Some(scanned)) => Some(scanned.clone()),
-            _ => source.read_row(
-                &source_endpoint.entity,
-                &key_image(&source_endpoint.key, &group.key),
-            )?,
+            _ => rows_now.next().flatten(),
         }
         .map(|row| into_declared_image(row, &source_spec));
         let input = match (now, base) {
@@ -414,6 +420,41 @@ pub(crate) fn process(
         }
     }
     let results = map.runner.transform(&inputs);
+    // The target rows the writes go to, all read in one go.
+    let mut target_rows: HashMap<String, Option<Image>> = {
+        let mut ids = Vec::new();
+        let mut keys = Vec::new();
+        let mut seen = HashSet::new();
+        for result in &results {
+            let TransformResult::Writes(writes) = result else {
+                continue;
+            };
+            for write in writes {
+                let fields: RowImage = write
+                    .fields
+                    .iter()
+                    .filter_map(|field| {
+                        target_spec
+                            .fields
+                            .get(field.field as usize)
+                            .map(|spec| (spec.name.clone(), field.value.clone()))
+                    })
+                    .collect();
+                if let Some(target_key) = key_of(&fields, &target_endpoint.key) {
+                    let id = key_id(&target_key);
+                    if seen.insert(id.clone()) {
+                        keys.push(key_image(&target_endpoint.key, &target_key));
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        let rows = read_rows(writer, &target_endpoint.entity, &keys)?;
+        ids.into_iter()
+            .zip(rows)
+            .map(|(id, row)| (id, row.map(|row| into_declared_image(row, &target_spec))))
+            .collect()
+    };
 
     let mut pending: Vec<PendingWrite> = Vec::new();
     let mut outcomes: Vec<LinkOutcome> =
@@ -498,9 +539,12 @@ pub(crate) fn process(
             // else the row itself.
             let current = match written_rows.get(&target_id) {
                 Some(pending) => pending.clone(),
-                None => writer
-                    .read_row(&target_endpoint.entity, &target_key_image)?
-                    .map(|row| into_declared_image(row, &target_spec)),
+                None => match target_rows.remove(&target_id) {
+                    Some(row) => row,
+                    None => writer
+                        .read_row(&target_endpoint.entity, &target_key_image)?
+                        .map(|row| into_declared_image(row, &target_spec)),
+                },
             };
 
             if write.op == WriteOp::Delete {
@@ -1139,4 +1183,24 @@ fn fail(
 
 fn unavailable(message: String) -> SideError {
     SideError::Unavailable { message }
+}
+
+/// The rows of `table` for `keys`, in one round trip where the connector can; one by
+/// one when it answers with another number of rows than keys asked (a connector fault).
+fn read_rows(
+    side: &mut dyn ApplyBatch,
+    table: &str,
+    keys: &[RowImage],
+) -> Result<Vec<Option<RowImage>>, SideError> {
+    let rows = side.read_rows(table, keys)?;
+    if rows.len() == keys.len() {
+        return Ok(rows);
+    }
+    tracing::warn!(
+        table,
+        asked = keys.len(),
+        answered = rows.len(),
+        "a batched read answered for another number of keys; reading them one by one"
+    );
+    keys.iter().map(|key| side.read_row(table, key)).collect()
 }
