@@ -307,3 +307,7 @@ resolve_lookups = false
     }
     (elapsed, quantiles(samples))
 }
+
+/// The allocator the `dualwrite` binary runs with, so the engine is measured as shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

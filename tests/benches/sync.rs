@@ -1081,3 +1081,7 @@ impl Results {
         }
     }
 }
+
+/// The allocator the `dualwrite` binary runs with, so the engine is measured as shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
