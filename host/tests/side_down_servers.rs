@@ -308,6 +308,16 @@ fn offline_seconds(engine: &EngineProcess, side: &str) -> Option<f64> {
         .map(|value| value.trim().parse().expect("a number"))
 }
 
+/// The value of `dualwrite_slot_lag_bytes` for `side` in the metrics, if listed.
+fn slot_lag_bytes(engine: &EngineProcess, side: &str) -> Option<u64> {
+    let prefix = format!("dualwrite_slot_lag_bytes{{side=\"{side}\"}} ");
+    engine
+        .get_text("/metrics")
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim().parse().expect("a whole number of bytes"))
+}
+
 /// The causes of the map's transitions that put `side` offline or back online, oldest
 /// first.
 fn side_transitions(engine: &EngineProcess, side: &str) -> Vec<String> {
@@ -529,6 +539,16 @@ fn the_erp_server_goes_down_and_comes_back(erp: &mut dyn Erp, erp_side: &str) {
         "{outages:#?}"
     );
     assert!(side_transitions(&engine, "crm").is_empty());
+    // A PostgreSQL side's replication slot lag is a metric; sides without a slot have
+    // none.
+    if erp_side.contains("\"postgres\"") {
+        eventually("the ERP's slot lag in the metrics", WAIT, || {
+            slot_lag_bytes(&engine, "erp").is_some()
+        });
+    } else {
+        assert_eq!(slot_lag_bytes(&engine, "erp"), None);
+    }
+    assert_eq!(slot_lag_bytes(&engine, "crm"), None);
     let lines = engine.lines().to_vec();
     eprintln!(
         "offline noticed {noticed:?} after the stop; caught up {caught_up:?} after the start; \

@@ -676,3 +676,33 @@ fn rows_read_in_one_go_are_the_rows_read_one_by_one() {
         text("with \"quotes\", commas")
     );
 }
+
+#[test]
+fn the_slot_lag_grows_with_what_is_not_acknowledged_and_shrinks_after() {
+    let db = PgDatabase::create("slotlag");
+    let mut client = db.client();
+    client.batch_execute(CUSTOMERS).unwrap();
+    let mut capture = installed(&db);
+    let idle = capture.retained_bytes().unwrap().expect("a slot lag");
+    client
+        .batch_execute(
+            "INSERT INTO customers SELECT n, repeat('x', 200), n, NULL \
+             FROM generate_series(1, 2000) n",
+        )
+        .unwrap();
+    let behind = capture.retained_bytes().unwrap().expect("a slot lag");
+    assert!(
+        behind > idle + 2000 * 200,
+        "2,000 rows of 200 bytes not read: {behind} bytes kept (idle {idle})"
+    );
+    let read = drain(&mut capture, Position::START, 500);
+    assert_eq!(read.len(), 2000);
+    // Acknowledged: the slot is confirmed (with the stream's next status update) and
+    // the lag falls back below what the rows took.
+    dualwrite_tests::eventually("the slot confirmed", Duration::from_secs(30), || {
+        capture
+            .wait(*read.last().unwrap(), Duration::from_millis(100))
+            .unwrap();
+        capture.retained_bytes().unwrap().expect("a slot lag") < 2000 * 200
+    });
+}

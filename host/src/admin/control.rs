@@ -198,6 +198,8 @@ pub struct EngineSnapshot {
     pub maps: Vec<MapSnapshot>,
     /// Sides that are offline.
     pub offline: Vec<OfflineSide>,
+    /// Bytes of log each side keeps for the engine (PostgreSQL: the slot's lag).
+    pub retained_bytes: Vec<(String, u64)>,
     /// Each map's plugin.
     pub plugins: Vec<PluginStatus>,
     /// The alert rules.
@@ -260,6 +262,8 @@ pub struct EngineControl {
     /// Map switches waiting for their map's queue to drain (see `Command::SwitchMaps`),
     /// with why and who asked.
     pending_switches: Vec<(crate::solution::MapSwitch, String, String)>,
+    /// The sides' last measured bytes of log kept for the engine.
+    retained_bytes: Vec<(String, u64)>,
 }
 
 /// The API's end: sends commands, reads snapshots.
@@ -351,6 +355,7 @@ pub fn channel(
         last_evaluation: None,
         last_prune: None,
         pending_switches: Vec::new(),
+        retained_bytes: Vec::new(),
     };
     // Sides are looked up by map; record them once.
     control.publish(engine);
@@ -421,6 +426,7 @@ impl EngineControl {
                 .last_publish
                 .is_none_or(|last| last.elapsed() >= self.options.publish_every)
         {
+            self.retained_bytes = engine.retained_bytes();
             self.publish(engine);
         }
         Ok(())
@@ -895,6 +901,7 @@ impl EngineControl {
                     reason,
                 })
                 .collect(),
+            retained_bytes: self.retained_bytes.clone(),
             plugins: engine.plugins(),
             alert_rules: self.alerts.rules(),
             firing: self.alerts.firing(),

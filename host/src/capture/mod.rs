@@ -197,6 +197,13 @@ pub trait CaptureStream: Send {
     /// Removes everything [`install`](Self::install) set up, including unacknowledged
     /// changes.
     fn uninstall(&mut self) -> Result<(), SideError>;
+
+    /// Bytes of its log the side keeps for the engine because they are not confirmed
+    /// yet (a PostgreSQL replication slot's lag); `None` for a connector without such a
+    /// measure. It costs a query: call it now and then, not per step.
+    fn retained_bytes(&mut self) -> Result<Option<u64>, SideError> {
+        Ok(None)
+    }
 }
 
 /// Why a side could not do what was asked.

@@ -23,6 +23,7 @@
 //! | `dualwrite_initial_sync_rows_done`, `_rows_total` | map | initial sync progress |
 //! | `dualwrite_map_mode` | map, mode | 1 for the map's current mode |
 //! | `dualwrite_side_offline_seconds` | side | how long an offline side has been down |
+//! | `dualwrite_slot_lag_bytes` | side | log the side keeps for the engine (PostgreSQL: replication slot lag) |
 //! | `dualwrite_alerts_firing` | rule | alerts firing now |
 //!
 //! Direction is `erp-to-crm` or `crm-to-erp`.
@@ -344,6 +345,17 @@ impl Collector for Scrape {
                 .offline
                 .iter()
                 .map(|side| (vec![("side", side.side.clone())], side.seconds)),
+        )?;
+        family(
+            &mut encoder,
+            "dualwrite_slot_lag_bytes",
+            "Bytes of log the side keeps for the engine, not confirmed yet (PostgreSQL: \
+             the replication slot's lag behind the current WAL position).",
+            MetricType::Gauge,
+            self.snapshot
+                .retained_bytes
+                .iter()
+                .map(|(side, bytes)| (vec![("side", side.clone())], *bytes)),
         )?;
         family(
             &mut encoder,

@@ -96,6 +96,34 @@ impl Engine {
             .collect()
     }
 
+    /// Each online side's bytes of log kept for the engine
+    /// ([`CaptureStream::retained_bytes`](crate::capture::CaptureStream::retained_bytes)),
+    /// measured at most every five seconds; sides without such a measure are left out.
+    pub fn retained_bytes(&mut self) -> Vec<(String, u64)> {
+        const MEASURE_EVERY: Duration = Duration::from_secs(5);
+        let mut found = Vec::new();
+        for side in &mut self.sides {
+            let due = side
+                .retained
+                .is_none_or(|(_, at)| at.elapsed() >= MEASURE_EVERY);
+            if due && side.offline.is_none() {
+                match side.capture.retained_bytes() {
+                    Ok(Some(bytes)) => side.retained = Some((bytes, std::time::Instant::now())),
+                    Ok(None) => side.retained = None,
+                    // The step that meets the fault puts the side offline; the last
+                    // figure stays until then.
+                    Err(error) => {
+                        tracing::debug!(side = %side.name, %error, "retained bytes not measured")
+                    }
+                }
+            }
+            if let Some((bytes, _)) = side.retained {
+                found.push((side.name.clone(), bytes));
+            }
+        }
+        found
+    }
+
     /// How long each offline side has been offline, with why.
     pub fn offline_durations(&self) -> Vec<(String, Duration, String)> {
         self.sides

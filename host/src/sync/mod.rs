@@ -123,6 +123,9 @@ struct SideLink {
     writer: Box<dyn ApplyBatch>,
     checkpoint: Position,
     offline: Option<Offline>,
+    /// The side's last measured [`CaptureStream::retained_bytes`], and when it was
+    /// measured.
+    retained: Option<(u64, Instant)>,
 }
 
 struct Offline {
@@ -243,6 +246,7 @@ impl Engine {
                 writer,
                 checkpoint,
                 offline: None,
+                retained: None,
             });
         }
 

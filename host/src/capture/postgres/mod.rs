@@ -555,8 +555,6 @@ impl PostgresCapture {
         }))
     }
 
-    /// Moves the slot to `target` (never back), recording it first.
-
     /// Makes the publication publish exactly `tables`.
     fn publish(&mut self, tables: &[CaptureTable]) -> Result<(), SideError> {
         let name = self.name();
@@ -949,6 +947,13 @@ impl CaptureStream for PostgresCapture {
         }
         self.advance(target)?;
         Ok(dropped)
+    }
+
+    fn retained_bytes(&mut self) -> Result<Option<u64>, SideError> {
+        if self.stream_id.is_none() {
+            return Ok(None);
+        }
+        self.slot_lag_bytes().map(Some)
     }
 
     fn uninstall(&mut self) -> Result<(), SideError> {
