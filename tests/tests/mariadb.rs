@@ -708,3 +708,63 @@ fn capture_follows_the_log_into_its_next_file_and_resumes_there() {
     assert_eq!(rest[0].key["id"], Value::Integer(2));
     assert_eq!(rest[0].position, changes[1].position);
 }
+
+#[test]
+fn rows_read_in_one_go_are_the_rows_read_one_by_one() {
+    let _settings = shared_settings();
+    let db = MyDatabase::create("readrows");
+    db.exec(
+        "CREATE TABLE parts (code VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, \
+         amount DECIMAL(12,3), label TEXT, \
+         PRIMARY KEY (code, amount)) ENGINE = InnoDB",
+    );
+    db.exec(
+        "INSERT INTO parts VALUES ('plain', 1.5, 'a'), ('with \\'quotes\\', commas', 2, 'b'), \
+         ('Mixed Case', 3.25, 'c'), ('', 0, 'empty code')",
+    );
+    let mut writer = MysqlWriter::open(options(&db));
+    let key = |code: &str, amount: &str| {
+        row(&[
+            ("code", text(code)),
+            ("amount", Value::Decimal(amount.into())),
+        ])
+    };
+    let keys = vec![
+        key("Mixed Case", "3.25"),
+        key("missing", "1"),
+        key("plain", "1.500"),
+        key("with 'quotes', commas", "2"),
+        key("", "0"),
+        // The column's collation ignores case: the same row as the first key, found only
+        // by the server's comparison.
+        key("MIXED CASE", "3.25"),
+        row(&[
+            ("code", Value::Null),
+            ("amount", Value::Decimal("1".into())),
+        ]),
+        key("plain", "1.5"),
+    ];
+    let together = writer.read_rows("parts", &keys).unwrap();
+    let one_by_one: Vec<Option<RowImage>> = keys
+        .iter()
+        .map(|key| writer.read_row("parts", key).unwrap())
+        .collect();
+    assert_eq!(together, one_by_one);
+    let labels: Vec<Option<&Value>> = together
+        .iter()
+        .map(|found| found.as_ref().map(|row| &row["label"]))
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            Some(&text("c")),
+            None,
+            Some(&text("a")),
+            Some(&text("b")),
+            Some(&text("empty code")),
+            Some(&text("c")),
+            None,
+            Some(&text("a")),
+        ]
+    );
+}

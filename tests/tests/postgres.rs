@@ -706,3 +706,64 @@ fn the_slot_lag_grows_with_what_is_not_acknowledged_and_shrinks_after() {
         capture.retained_bytes().unwrap().expect("a slot lag") < 2000 * 200
     });
 }
+
+#[test]
+fn a_slot_dropped_while_it_streams_is_reported_not_skipped() {
+    let db = PgDatabase::create("slotgone");
+    let mut client = db.client();
+    client.batch_execute(CUSTOMERS).unwrap();
+    let mut capture = installed(&db);
+    client
+        .batch_execute("INSERT INTO customers VALUES (1, 'seen', NULL, NULL)")
+        .unwrap();
+    let seen = drain(&mut capture, Position::START, 10);
+    assert_eq!(seen.len(), 1);
+    // The stream holds the slot: someone ends its walsender and drops the slot, then
+    // writes on.
+    let slot = options(&db).name;
+    client
+        .execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+             WHERE slot_name = $1 AND active_pid IS NOT NULL",
+            &[&slot],
+        )
+        .unwrap();
+    dualwrite_tests::eventually("the slot dropped", Duration::from_secs(20), || {
+        client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .is_ok()
+    });
+    client
+        .batch_execute("INSERT INTO customers VALUES (2, 'lost', NULL, NULL)")
+        .unwrap();
+    // The broken stream is a connectivity fault first; the next call finds the slot
+    // gone and says so.
+    let mut errors = Vec::new();
+    for _ in 0..3 {
+        match capture.wait(seen[0], Duration::from_millis(500)) {
+            Ok(found) => assert!(!found, "a change read from a dropped slot"),
+            Err(error) => errors.push(error),
+        }
+    }
+    assert!(
+        errors.iter().any(|error| matches!(
+            error,
+            SideError::Refused {
+                code: "pg.slot_lost",
+                ..
+            }
+        )),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().all(|error| error.is_unavailable()
+            || matches!(
+                error,
+                SideError::Refused {
+                    code: "pg.slot_lost",
+                    ..
+                }
+            )),
+        "{errors:?}"
+    );
+}

@@ -201,6 +201,9 @@ fn codec<'a>(table: &'a MysqlTable, column: &str) -> &'a Codec {
         .map_or(&OTHER, |at| &table.codecs[at])
 }
 
+/// Keys read by one statement of [`MysqlWriter::read_rows`] at most.
+const READ_ROWS_CHUNK: usize = 500;
+
 fn select_list(schema: &TableSchema) -> String {
     schema
         .columns
@@ -565,6 +568,75 @@ impl ApplyBatch for MysqlWriter {
             .into());
         }
         Ok(rows.pop())
+    }
+
+    /// One statement per [`READ_ROWS_CHUNK`] keys (`WHERE (k1, k2) IN ((?, ?), ...)`).
+    /// The server compares by the columns' collations (a text key may match another
+    /// case), so a row answers a key only when its key values are exactly the key's;
+    /// a key no row answered that way is read on its own, with `read_row`'s answer.
+    fn read_rows(
+        &mut self,
+        table: &str,
+        keys: &[RowImage],
+    ) -> Result<Vec<Option<RowImage>>, SideError> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        if keys.len() == 1
+            || first.is_empty()
+            || keys.iter().any(|key| !key.keys().eq(first.keys()))
+        {
+            return keys.iter().map(|key| self.read_row(table, key)).collect();
+        }
+        let found = self.table(table)?;
+        found
+            .schema
+            .check_columns(first.keys().map(String::as_str), false)?;
+        let key_columns: Vec<&String> = first.keys().collect();
+        let exact = |image: &RowImage| -> String {
+            let values: Vec<Option<&Value>> = key_columns
+                .iter()
+                .map(|column| image.get(*column))
+                .collect();
+            format!("{values:?}")
+        };
+        let tuple = format!("({})", vec!["?"; key_columns.len()].join(", "));
+        let columns: Vec<String> = key_columns.iter().map(|name| quote_ident(name)).collect();
+        let mut answers: Vec<Option<RowImage>> = vec![None; keys.len()];
+        let readable: Vec<usize> = (0..keys.len())
+            .filter(|&at| keys[at].values().all(|value| *value != Value::Null))
+            .collect();
+        for chunk in readable.chunks(READ_ROWS_CHUNK) {
+            let mut values = Vec::with_capacity(chunk.len() * key_columns.len());
+            for &at in chunk {
+                values.extend(bind(&found, keys[at].iter(), 0).map_err(|error| {
+                    SchemaError::Unsupported {
+                        table: table.to_owned(),
+                        reason: format!("the key cannot be read: {error}"),
+                    }
+                })?);
+            }
+            let sql = format!(
+                "SELECT {} FROM {} WHERE ({}) IN ({})",
+                select_list(&found.schema),
+                quote_ident(table),
+                columns.join(", "),
+                vec![tuple.as_str(); chunk.len()].join(", ")
+            );
+            let mut by_key: std::collections::HashMap<String, Vec<RowImage>> =
+                std::collections::HashMap::new();
+            for row in self.query_rows(&sql, values, &found)? {
+                by_key.entry(exact(&row)).or_default().push(row);
+            }
+            for &at in chunk {
+                match by_key.get(&exact(&keys[at])).map(Vec::as_slice) {
+                    Some([row]) => answers[at] = Some(row.clone()),
+                    // Several rows, or none with exactly this key: as read_row says.
+                    _ => answers[at] = self.read_row(table, &keys[at])?,
+                }
+            }
+        }
+        Ok(answers)
     }
 
     fn count_rows(&mut self, table: &str) -> Result<u64, SideError> {
