@@ -549,3 +549,19 @@ fn regression_an_insert_older_than_the_other_sides_delete() {
         delete(Which::Erp, 0),
     ]);
 }
+
+/// The CRM changes both fields of a synced row (NULL, no) to (Wholesale, NULL) while
+/// the ERP sets its tax flag to NULL, read one change at a time with another ERP change
+/// first: the CRM's change loses, and the ERP's fresh look writes only the tax flag, which
+/// the CRM already holds. Expected: the ERP's row (NULL, NULL) on both sides. Was: the
+/// write was taken as an agreement and the CRM kept Wholesale.
+#[test]
+fn regression_a_lost_conflict_whose_winner_matches_in_the_fields_it_changed() {
+    replay(&[
+        write(Which::Erp, 0, 0, 1),
+        Op::Step,
+        write(Which::Crm, 0, 1, 0),
+        write(Which::Erp, 1, 2, 0),
+        tax(Which::Erp, 0, 0),
+    ]);
+}
