@@ -1,4 +1,5 @@
-//! The customer-groups map's tables on SQLite, as the end-to-end tests make them: the
+//! The customer-groups map's tables as the end-to-end tests make them (on SQLite, and
+//! on PostgreSQL and MariaDB for the server tests): the
 //! ERP's `CustCustomerGroup` and the CRM's `msdyn_customergroups`, each keyed by company
 //! and group.
 
@@ -20,3 +21,21 @@ pub const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
 pub const MAP_ENDPOINTS: &str = r#"erp = { side = "erp", entity = "CustCustomerGroup", key = ["DATAAREAID", "CUSTOMERGROUPID"] }
 crm = { side = "crm", entity = "msdyn_customergroups", key = ["msdyn_company", "msdyn_groupid"] }
 conflict = { policy = "side-wins", winner = "erp" }"#;
+
+/// The ERP table on PostgreSQL: the same columns, key and types as [`ERP_TABLE`] (the
+/// names quoted, as the connector quotes them).
+pub const PG_ERP_TABLE: &str = r#"CREATE TABLE "CustCustomerGroup" (
+    "DATAAREAID" text NOT NULL, "CUSTOMERGROUPID" text NOT NULL, "DESCRIPTION" text,
+    "ISSALESTAXINCLUDEDINPRICE" text, "PAYMENTTERMID" text,
+    "CLEARINGPERIODPAYMENTTERMNAME" text,
+    PRIMARY KEY ("DATAAREAID", "CUSTOMERGROUPID"))"#;
+
+/// The CRM table on MariaDB: the same columns, key and types as [`CRM_TABLE`] (key text
+/// as `VARCHAR(191)`, which an InnoDB key can hold whole in utf8mb4; the flag as
+/// `BOOLEAN`, a `TINYINT(1)`), byte-wise compared like SQLite's text.
+pub const MARIADB_CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
+    msdyn_company VARCHAR(191) NOT NULL, msdyn_groupid VARCHAR(191) NOT NULL,
+    msdyn_description TEXT, msdyn_issalestaxincludedinprice BOOLEAN,
+    msdyn_paymenttermid TEXT, msdyn_clearingperiodpaymenttermname TEXT,
+    PRIMARY KEY (msdyn_company, msdyn_groupid))
+    ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";

@@ -3,6 +3,7 @@
 //! servers of a test's own that it may stop and start ([`private_servers`]) and a real
 //! `dualwrite run` process ([`engine_process`]).
 
+pub mod convergence;
 pub mod customer_groups;
 pub mod engine_process;
 pub mod private_servers;

@@ -37,9 +37,10 @@ use std::time::{Duration, Instant};
 use dualwrite::config;
 use dualwrite::plugin::{Limits, PluginRuntime};
 use dualwrite::sync::{Engine, EngineOptions};
+use dualwrite_tests::convergence::{
+    Fields, KEYS, Op, Row, Table, Tables, Which, delete, describe, edit, run_property, tax, write,
+};
 use dualwrite_tests::plugins_dir;
-use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 const ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
@@ -54,55 +55,6 @@ const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
     PRIMARY KEY (msdyn_company, msdyn_groupid))";
 
 const MAP: &str = "customer-groups";
-
-/// The key pool: small, so rows collide across sides and get reused after deletes.
-const KEYS: [(&str, &str); 4] = [
-    ("USMF", "10"),
-    ("USMF", "20"),
-    ("DEMF", "10"),
-    ("DEMF", "30"),
-];
-/// Descriptions the edits choose from (NULL included).
-const DESCRIPTIONS: [Option<&str>; 4] = [None, Some("Wholesale"), Some("Retail"), Some("Export")];
-/// Sales tax included in price: unknown, no, yes.
-const TAXES: [Option<bool>; 3] = [None, Some(false), Some(true)];
-
-/// The two sides, as the test writes them (like the applications would).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Which {
-    Erp,
-    Crm,
-}
-
-/// Which fields an update sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fields {
-    Description,
-    Tax,
-    Both,
-}
-
-/// One step of a generated history.
-#[derive(Debug, Clone)]
-enum Op {
-    /// Inserts the row (both fields) if that side lacks it, else updates `fields`.
-    Write {
-        side: Which,
-        key: usize,
-        description: usize,
-        tax: usize,
-        fields: Fields,
-    },
-    /// Deletes the row if that side has it.
-    Delete { side: Which, key: usize },
-    /// One [`Engine::step`].
-    Step,
-}
-
-/// A row of either side in the map's common terms: (description, tax included).
-type Row = (Option<String>, Option<bool>);
-/// A whole table by (company, group id).
-type Table = BTreeMap<(String, String), Row>;
 
 fn runtime() -> &'static PluginRuntime {
     static RUNTIME: OnceLock<(tempfile::TempDir, PluginRuntime)> = OnceLock::new();
@@ -193,41 +145,71 @@ resolve_lookups = false
         }
     }
 
-    /// The row of `key` on `side`, in common terms.
-    fn row(&self, side: Which, key: usize) -> Option<Row> {
-        let (company, group) = KEYS[key];
-        let sql = match side {
-            Which::Erp => {
-                "SELECT DESCRIPTION, ISSALESTAXINCLUDEDINPRICE FROM CustCustomerGroup \
-                 WHERE DATAAREAID = ?1 AND CUSTOMERGROUPID = ?2"
-            }
-            Which::Crm => {
-                "SELECT msdyn_description, msdyn_issalestaxincludedinprice \
-                 FROM msdyn_customergroups WHERE msdyn_company = ?1 AND msdyn_groupid = ?2"
-            }
-        };
+    fn change_log_len(&self, side: Which) -> i64 {
         self.connection(side)
-            .query_row(sql, params![company, group], |row| {
+            .query_row("SELECT count(*) FROM _dualwrite_changes", [], |row| {
+                row.get(0)
+            })
+            .expect("change log")
+    }
+}
+
+/// The names the SQL of `side` uses: (table, company, group, description, tax).
+fn columns(side: Which) -> [&'static str; 5] {
+    match side {
+        Which::Erp => [
+            "CustCustomerGroup",
+            "DATAAREAID",
+            "CUSTOMERGROUPID",
+            "DESCRIPTION",
+            "ISSALESTAXINCLUDEDINPRICE",
+        ],
+        Which::Crm => [
+            "msdyn_customergroups",
+            "msdyn_company",
+            "msdyn_groupid",
+            "msdyn_description",
+            "msdyn_issalestaxincludedinprice",
+        ],
+    }
+}
+
+impl Tables for Deployment {
+    fn row(&mut self, side: Which, key: usize) -> Option<Row> {
+        let (company, group) = KEYS[key];
+        let [
+            table,
+            company_column,
+            group_column,
+            description_column,
+            tax_column,
+        ] = columns(side);
+        let sql = format!(
+            "SELECT {description_column}, {tax_column} FROM {table} \
+             WHERE {company_column} = ?1 AND {group_column} = ?2"
+        );
+        self.connection(side)
+            .query_row(&sql, params![company, group], |row| {
                 Ok((row.get(0)?, tax_of(side, row.get(1)?)))
             })
             .optional()
             .expect("read row")
     }
 
-    /// Every row of `side`, in common terms.
-    fn table(&self, side: Which) -> Table {
-        let sql = match side {
-            Which::Erp => {
-                "SELECT DATAAREAID, CUSTOMERGROUPID, DESCRIPTION, ISSALESTAXINCLUDEDINPRICE \
-                 FROM CustCustomerGroup"
-            }
-            Which::Crm => {
-                "SELECT msdyn_company, msdyn_groupid, msdyn_description, \
-                 msdyn_issalestaxincludedinprice FROM msdyn_customergroups"
-            }
-        };
+    fn table(&mut self, side: Which) -> Table {
+        let [
+            table,
+            company_column,
+            group_column,
+            description_column,
+            tax_column,
+        ] = columns(side);
+        let sql = format!(
+            "SELECT {company_column}, {group_column}, {description_column}, {tax_column} \
+             FROM {table}"
+        );
         let db = self.connection(side);
-        let mut statement = db.prepare(sql).expect("prepare");
+        let mut statement = db.prepare(&sql).expect("prepare");
         statement
             .query_map([], |row| {
                 Ok((
@@ -240,104 +222,59 @@ resolve_lookups = false
             .expect("rows")
     }
 
-    fn change_log_len(&self, side: Which) -> i64 {
+    fn insert(&mut self, side: Which, key: usize, row: &Row) {
+        let (company, group) = KEYS[key];
+        let [
+            table,
+            company_column,
+            group_column,
+            description_column,
+            tax_column,
+        ] = columns(side);
+        let sql = format!(
+            "INSERT INTO {table} ({company_column}, {group_column}, {description_column}, \
+             {tax_column}) VALUES (?1, ?2, ?3, ?4)"
+        );
         self.connection(side)
-            .query_row("SELECT count(*) FROM _dualwrite_changes", [], |row| {
-                row.get(0)
-            })
-            .expect("change log")
+            .execute(&sql, params![company, group, row.0, tax_value(side, row.1)])
+            .expect("insert");
     }
 
-    /// Applies one edit as an application would; returns whether it changed a row (a
-    /// logical change the engine must carry).
-    fn edit(&self, op: &Op) -> bool {
-        let db = |side| self.connection(side);
-        match *op {
-            Op::Step => false,
-            Op::Delete { side, key } => {
-                let (company, group) = KEYS[key];
-                let sql = match side {
-                    Which::Erp => {
-                        "DELETE FROM CustCustomerGroup WHERE DATAAREAID = ?1 AND CUSTOMERGROUPID = ?2"
-                    }
-                    Which::Crm => {
-                        "DELETE FROM msdyn_customergroups WHERE msdyn_company = ?1 AND msdyn_groupid = ?2"
-                    }
-                };
-                db(side)
-                    .execute(sql, params![company, group])
-                    .expect("delete")
-                    > 0
-            }
-            Op::Write {
-                side,
-                key,
-                description,
-                tax,
-                fields,
-            } => {
-                let (company, group) = KEYS[key];
-                let description = DESCRIPTIONS[description];
-                let tax = TAXES[tax];
-                let stored_tax = tax_value(side, tax);
-                let Some(current) = self.row(side, key) else {
-                    let sql = match side {
-                        Which::Erp => {
-                            "INSERT INTO CustCustomerGroup (DATAAREAID, CUSTOMERGROUPID, \
-                             DESCRIPTION, ISSALESTAXINCLUDEDINPRICE) VALUES (?1, ?2, ?3, ?4)"
-                        }
-                        Which::Crm => {
-                            "INSERT INTO msdyn_customergroups (msdyn_company, msdyn_groupid, \
-                             msdyn_description, msdyn_issalestaxincludedinprice) \
-                             VALUES (?1, ?2, ?3, ?4)"
-                        }
-                    };
-                    db(side)
-                        .execute(sql, params![company, group, description, stored_tax])
-                        .expect("insert");
-                    return true;
-                };
-                let (description_column, tax_column, table, company_column, group_column) =
-                    match side {
-                        Which::Erp => (
-                            "DESCRIPTION",
-                            "ISSALESTAXINCLUDEDINPRICE",
-                            "CustCustomerGroup",
-                            "DATAAREAID",
-                            "CUSTOMERGROUPID",
-                        ),
-                        Which::Crm => (
-                            "msdyn_description",
-                            "msdyn_issalestaxincludedinprice",
-                            "msdyn_customergroups",
-                            "msdyn_company",
-                            "msdyn_groupid",
-                        ),
-                    };
-                let set = match fields {
-                    Fields::Description => format!("{description_column} = ?3"),
-                    Fields::Tax => format!("{tax_column} = ?3"),
-                    Fields::Both => format!("{description_column} = ?3, {tax_column} = ?4"),
-                };
-                let sql = format!(
-                    "UPDATE {table} SET {set} WHERE {company_column} = ?1 AND {group_column} = ?2"
-                );
-                let result = match fields {
-                    Fields::Description => {
-                        db(side).execute(&sql, params![company, group, description])
-                    }
-                    Fields::Tax => db(side).execute(&sql, params![company, group, stored_tax]),
-                    Fields::Both => {
-                        db(side).execute(&sql, params![company, group, description, stored_tax])
-                    }
-                };
-                result.expect("update");
-                let description_changed =
-                    fields != Fields::Tax && current.0.as_deref() != description;
-                let tax_changed = fields != Fields::Description && current.1 != tax;
-                description_changed || tax_changed
-            }
-        }
+    fn update(&mut self, side: Which, key: usize, fields: Fields, row: &Row) {
+        let (company, group) = KEYS[key];
+        let [
+            table,
+            company_column,
+            group_column,
+            description_column,
+            tax_column,
+        ] = columns(side);
+        let set = match fields {
+            Fields::Description => format!("{description_column} = ?3"),
+            Fields::Tax => format!("{tax_column} = ?3"),
+            Fields::Both => format!("{description_column} = ?3, {tax_column} = ?4"),
+        };
+        let sql =
+            format!("UPDATE {table} SET {set} WHERE {company_column} = ?1 AND {group_column} = ?2");
+        let db = self.connection(side);
+        let stored_tax = tax_value(side, row.1);
+        let result = match fields {
+            Fields::Description => db.execute(&sql, params![company, group, row.0]),
+            Fields::Tax => db.execute(&sql, params![company, group, stored_tax]),
+            Fields::Both => db.execute(&sql, params![company, group, row.0, stored_tax]),
+        };
+        result.expect("update");
+    }
+
+    fn delete(&mut self, side: Which, key: usize) -> bool {
+        let (company, group) = KEYS[key];
+        let [table, company_column, group_column, ..] = columns(side);
+        let sql =
+            format!("DELETE FROM {table} WHERE {company_column} = ?1 AND {group_column} = ?2");
+        self.connection(side)
+            .execute(&sql, params![company, group])
+            .expect("delete")
+            > 0
     }
 }
 
@@ -386,7 +323,7 @@ fn settle(engine: &mut Engine) -> Result<usize, String> {
 /// With `one_side_at_a_time`, the engine settles before a key edited on one side since
 /// the last settle is edited on the other: no concurrent edits of a row.
 fn check_history(ops: &[Op], read_limit: usize, one_side_at_a_time: bool) -> Result<(), String> {
-    let deployment = Deployment::new();
+    let mut deployment = Deployment::new();
     let mut engine = deployment.engine(read_limit);
     let mut logical_changes = 0u64;
     let mut trace = String::new();
@@ -408,7 +345,7 @@ fn check_history(ops: &[Op], read_limit: usize, one_side_at_a_time: bool) -> Res
                 .step()
                 .map_err(|error| format!("step failed: {error:#}"))?;
             let _ = writeln!(trace, "  step: {report:?}");
-        } else if deployment.edit(op) {
+        } else if edit(&mut deployment, op).changed {
             logical_changes += 1;
             let _ = writeln!(trace, "  {op:?}");
         } else {
@@ -464,67 +401,16 @@ fn check_history(ops: &[Op], read_limit: usize, one_side_at_a_time: bool) -> Res
     Ok(())
 }
 
-fn op_strategy() -> impl Strategy<Value = Op> {
-    let side = prop_oneof![Just(Which::Erp), Just(Which::Crm)];
-    let fields = prop_oneof![
-        Just(Fields::Description),
-        Just(Fields::Tax),
-        Just(Fields::Both)
-    ];
-    prop_oneof![
-        5 => (side.clone(), 0..KEYS.len(), 0..DESCRIPTIONS.len(), 0..TAXES.len(), fields)
-            .prop_map(|(side, key, description, tax, fields)| Op::Write {
-                side,
-                key,
-                description,
-                tax,
-                fields,
-            }),
-        2 => (side, 0..KEYS.len()).prop_map(|(side, key)| Op::Delete { side, key }),
-        2 => Just(Op::Step),
-    ]
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(32)
-}
-
-/// Runs `cases()` random histories; `read_limits` are the read limits to pick from.
-fn run_property(read_limits: &'static [usize], one_side_at_a_time: bool) {
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        // Minimized failures are kept as the `regression_*` tests below, not in files.
-        failure_persistence: None,
-        max_shrink_time: 120_000,
-        ..Config::default()
-    });
-    let strategy = (
-        prop::collection::vec(op_strategy(), 8..48),
-        prop::sample::select(read_limits),
-    );
-    let started = Instant::now();
-    let result = runner.run(&strategy, |(ops, read_limit)| {
-        check_history(&ops, read_limit, one_side_at_a_time).map_err(TestCaseError::fail)
-    });
-    eprintln!("{} case(s) in {:?}", cases(), started.elapsed());
-    if let Err(error) = result {
-        match error {
-            TestError::Fail(reason, (ops, _)) => {
-                panic!("minimal failing history ({} ops):\n{reason}", ops.len())
-            }
-            TestError::Abort(reason) => panic!("aborted: {reason}"),
-        }
-    }
-}
+/// How many cases each property runs by default (`PROPTEST_CASES` overrides it).
+const CASES: u32 = 32;
 
 /// The property in full: concurrent edits of the same rows on both sides, batches of
 /// any size.
 #[test]
 fn random_concurrent_edits_on_both_sides_converge_without_echo() {
-    run_property(&[1, 2, 3, 5_000], false);
+    run_property(CASES, &[1, 2, 3, 5_000], |ops, read_limit| {
+        check_history(ops, read_limit, false)
+    });
 }
 
 /// The same histories without what the full property adds: a row is never edited on
@@ -532,45 +418,9 @@ fn random_concurrent_edits_on_both_sides_converge_without_echo() {
 /// paths (inserts, field-level updates, deletes, keys reused, no echo, logs purged).
 #[test]
 fn random_edits_one_side_at_a_time_converge_without_echo() {
-    run_property(&[1], true);
-}
-
-/// An insert (or, if the row exists, an update of both fields) on `side`.
-fn write(side: Which, key: usize, description: usize, tax: usize) -> Op {
-    Op::Write {
-        side,
-        key,
-        description,
-        tax,
-        fields: Fields::Both,
-    }
-}
-
-/// An update of the description only (an insert of it with a NULL tax flag if the row
-/// is missing).
-fn describe(side: Which, key: usize, description: usize) -> Op {
-    Op::Write {
-        side,
-        key,
-        description,
-        tax: 0,
-        fields: Fields::Description,
-    }
-}
-
-/// An update of the tax flag only.
-fn tax(side: Which, key: usize, tax: usize) -> Op {
-    Op::Write {
-        side,
-        key,
-        description: 0,
-        tax,
-        fields: Fields::Tax,
-    }
-}
-
-fn delete(side: Which, key: usize) -> Op {
-    Op::Delete { side, key }
+    run_property(CASES, &[1], |ops, read_limit| {
+        check_history(ops, read_limit, true)
+    });
 }
 
 /// Checks a fixed history with whole batches and with one change per batch.
@@ -697,5 +547,21 @@ fn regression_an_insert_older_than_the_other_sides_delete() {
         write(Which::Crm, 0, 0, 0),
         write(Which::Erp, 0, 0, 0),
         delete(Which::Erp, 0),
+    ]);
+}
+
+/// The CRM changes both fields of a synced row (NULL, no) to (Wholesale, NULL) while
+/// the ERP sets its tax flag to NULL, read one change at a time with another ERP change
+/// first: the CRM's change loses, and the ERP's fresh look writes only the tax flag, which
+/// the CRM already holds. Expected: the ERP's row (NULL, NULL) on both sides. Was: the
+/// write was taken as an agreement and the CRM kept Wholesale.
+#[test]
+fn regression_a_lost_conflict_whose_winner_matches_in_the_fields_it_changed() {
+    replay(&[
+        write(Which::Erp, 0, 0, 1),
+        Op::Step,
+        write(Which::Crm, 0, 1, 0),
+        write(Which::Erp, 1, 2, 0),
+        tax(Which::Erp, 0, 0),
     ]);
 }

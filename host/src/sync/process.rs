@@ -619,11 +619,20 @@ pub(crate) fn process(
 
             // The target already holds what this write sets (a redelivery after a
             // crash, or both sides made the same edit): nothing to write and no
-            // conflict; the link records the agreement.
+            // conflict; the link records the agreement. Not when the target also
+            // changed a field this write leaves alone since the last sync: that is a
+            // conflict (below), or the link would record a value the target does not
+            // hold and the sides would stay apart.
             if let Some(current) = &current
                 && fields
                     .iter()
                     .all(|(name, value)| current.get(name) == Some(value))
+                && link.as_ref().is_none_or(|view| {
+                    !view.target_image.iter().any(|(name, value)| {
+                        !fields.contains_key(name)
+                            && current.get(name).is_some_and(|now| now != value)
+                    })
+                })
             {
                 let mut target_image = link
                     .as_ref()

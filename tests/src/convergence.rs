@@ -1,0 +1,242 @@
+//! The histories of the convergence property tests (`tests/convergence.rs` on two SQLite
+//! files, `tests/convergence_servers.rs` on PostgreSQL and MariaDB): the op model of
+//! random concurrent edits of the customer-groups map's tables, its proptest strategy,
+//! how an edit is applied to any pair of tables ([`Tables`], [`edit`]) and the runner
+//! that reports a minimized failing history.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
+
+/// The key pool: small, so rows collide across sides and get reused after deletes.
+pub const KEYS: [(&str, &str); 4] = [
+    ("USMF", "10"),
+    ("USMF", "20"),
+    ("DEMF", "10"),
+    ("DEMF", "30"),
+];
+/// Descriptions the edits choose from (NULL included).
+pub const DESCRIPTIONS: [Option<&str>; 4] =
+    [None, Some("Wholesale"), Some("Retail"), Some("Export")];
+/// Sales tax included in price: unknown, no, yes.
+pub const TAXES: [Option<bool>; 3] = [None, Some(false), Some(true)];
+
+/// The two sides, as the test writes them (like the applications would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Which {
+    /// The ERP table `CustCustomerGroup`.
+    Erp,
+    /// The CRM table `msdyn_customergroups`.
+    Crm,
+}
+
+/// Which fields an update sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields {
+    /// The description only.
+    Description,
+    /// The tax flag only.
+    Tax,
+    /// Both.
+    Both,
+}
+
+/// One step of a generated history.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Inserts the row (both fields) if that side lacks it, else updates `fields`.
+    Write {
+        /// Where.
+        side: Which,
+        /// Index into [`KEYS`].
+        key: usize,
+        /// Index into [`DESCRIPTIONS`].
+        description: usize,
+        /// Index into [`TAXES`].
+        tax: usize,
+        /// What an update sets.
+        fields: Fields,
+    },
+    /// Deletes the row if that side has it.
+    Delete {
+        /// Where.
+        side: Which,
+        /// Index into [`KEYS`].
+        key: usize,
+    },
+    /// One engine step.
+    Step,
+}
+
+/// A row of either side in the map's common terms: (description, tax included).
+pub type Row = (Option<String>, Option<bool>);
+/// A whole table by (company, group id).
+pub type Table = BTreeMap<(String, String), Row>;
+
+/// The two tables of a deployment, as the applications reach them; every method works on
+/// the row of `KEYS[key]` on `side`, in common terms (the implementation maps the tax
+/// flag to what the side stores).
+pub trait Tables {
+    /// The row, if the side has it.
+    fn row(&mut self, side: Which, key: usize) -> Option<Row>;
+    /// Inserts the row (absent before).
+    fn insert(&mut self, side: Which, key: usize, row: &Row);
+    /// Sets `fields` of the existing row to those of `row`.
+    fn update(&mut self, side: Which, key: usize, fields: Fields, row: &Row);
+    /// Deletes the row; returns whether there was one.
+    fn delete(&mut self, side: Which, key: usize) -> bool;
+    /// Every row of the side.
+    fn table(&mut self, side: Which) -> Table;
+}
+
+/// What one edit did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Edit {
+    /// It changed a row: a logical change the engine must carry.
+    pub changed: bool,
+    /// It wrote a row (an update that set the values the row held counts).
+    pub touched: bool,
+}
+
+/// Applies one edit (not a step) as an application would.
+pub fn edit(tables: &mut impl Tables, op: &Op) -> Edit {
+    match *op {
+        Op::Step => Edit::default(),
+        Op::Delete { side, key } => {
+            let deleted = tables.delete(side, key);
+            Edit {
+                changed: deleted,
+                touched: deleted,
+            }
+        }
+        Op::Write {
+            side,
+            key,
+            description,
+            tax,
+            fields,
+        } => {
+            let row = (DESCRIPTIONS[description].map(str::to_owned), TAXES[tax]);
+            let Some(current) = tables.row(side, key) else {
+                tables.insert(side, key, &row);
+                return Edit {
+                    changed: true,
+                    touched: true,
+                };
+            };
+            tables.update(side, key, fields, &row);
+            let description_changed = fields != Fields::Tax && current.0 != row.0;
+            let tax_changed = fields != Fields::Description && current.1 != row.1;
+            Edit {
+                changed: description_changed || tax_changed,
+                touched: true,
+            }
+        }
+    }
+}
+
+/// Any op: writes, deletes and steps, 5:2:2.
+pub fn op_strategy() -> impl Strategy<Value = Op> {
+    let side = prop_oneof![Just(Which::Erp), Just(Which::Crm)];
+    let fields = prop_oneof![
+        Just(Fields::Description),
+        Just(Fields::Tax),
+        Just(Fields::Both)
+    ];
+    prop_oneof![
+        5 => (side.clone(), 0..KEYS.len(), 0..DESCRIPTIONS.len(), 0..TAXES.len(), fields)
+            .prop_map(|(side, key, description, tax, fields)| Op::Write {
+                side,
+                key,
+                description,
+                tax,
+                fields,
+            }),
+        2 => (side, 0..KEYS.len()).prop_map(|(side, key)| Op::Delete { side, key }),
+        2 => Just(Op::Step),
+    ]
+}
+
+/// `PROPTEST_CASES`, or `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs [`cases`]`(default_cases)` random histories of 8 to 47 ops, each with a read
+/// limit picked from `read_limits`, through `check` (which describes what broke); panics
+/// with the minimized failing history.
+pub fn run_property(
+    default_cases: u32,
+    read_limits: &'static [usize],
+    check: impl Fn(&[Op], usize) -> Result<(), String>,
+) {
+    let cases = cases(default_cases);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        // Minimized failures are kept as `regression_*` tests, not in files.
+        failure_persistence: None,
+        max_shrink_time: 120_000,
+        ..Config::default()
+    });
+    let strategy = (
+        prop::collection::vec(op_strategy(), 8..48),
+        prop::sample::select(read_limits),
+    );
+    let started = Instant::now();
+    let result = runner.run(&strategy, |(ops, read_limit)| {
+        check(&ops, read_limit).map_err(TestCaseError::fail)
+    });
+    eprintln!("{cases} case(s) in {:?}", started.elapsed());
+    if let Err(error) = result {
+        match error {
+            TestError::Fail(reason, (ops, _)) => {
+                panic!("minimal failing history ({} ops):\n{reason}", ops.len())
+            }
+            TestError::Abort(reason) => panic!("aborted: {reason}"),
+        }
+    }
+}
+
+/// An insert (or, if the row exists, an update of both fields) on `side`.
+pub fn write(side: Which, key: usize, description: usize, tax: usize) -> Op {
+    Op::Write {
+        side,
+        key,
+        description,
+        tax,
+        fields: Fields::Both,
+    }
+}
+
+/// An update of the description only (an insert of it with a NULL tax flag if the row
+/// is missing).
+pub fn describe(side: Which, key: usize, description: usize) -> Op {
+    Op::Write {
+        side,
+        key,
+        description,
+        tax: 0,
+        fields: Fields::Description,
+    }
+}
+
+/// An update of the tax flag only.
+pub fn tax(side: Which, key: usize, tax: usize) -> Op {
+    Op::Write {
+        side,
+        key,
+        description: 0,
+        tax,
+        fields: Fields::Tax,
+    }
+}
+
+/// A delete on `side`.
+pub fn delete(side: Which, key: usize) -> Op {
+    Op::Delete { side, key }
+}
