@@ -240,3 +240,75 @@ pub fn tax(side: Which, key: usize, tax: usize) -> Op {
 pub fn delete(side: Which, key: usize) -> Op {
     Op::Delete { side, key }
 }
+
+/// Minimized histories both convergence tests replay. Indexes: key 0 is (USMF, 10);
+/// descriptions 0..4 are NULL, Wholesale, Retail, Export; tax flags 0..3 are NULL, no,
+/// yes. With side-wins ERP the expected outcome of a conflict is the ERP side's version
+/// on both sides.
+pub mod histories {
+    use super::{Op, Which, delete, describe, tax, write};
+
+    /// Both sides insert the same key before the engine steps. Expected: both hold the
+    /// ERP's row (Wholesale, yes).
+    pub fn the_same_key_inserted_on_both_sides() -> Vec<Op> {
+        vec![write(Which::Erp, 0, 1, 2), write(Which::Crm, 0, 2, 1)]
+    }
+
+    /// Both sides change the description of a synced row between two steps. Expected:
+    /// both hold the ERP's (Retail).
+    pub fn the_same_field_updated_on_both_sides() -> Vec<Op> {
+        vec![
+            write(Which::Erp, 0, 1, 2),
+            Op::Step,
+            describe(Which::Erp, 0, 2),
+            describe(Which::Crm, 0, 3),
+        ]
+    }
+
+    /// The ERP changes the description, the CRM the tax flag, between two steps: no field
+    /// is changed on both sides. Expected: the edits merge, both hold (Retail, no).
+    pub fn different_fields_updated_on_both_sides() -> Vec<Op> {
+        vec![
+            write(Which::Erp, 0, 1, 2),
+            Op::Step,
+            describe(Which::Erp, 0, 2),
+            tax(Which::Crm, 0, 1),
+        ]
+    }
+
+    /// The CRM deletes a synced row while the ERP changes its description. Expected: the
+    /// ERP's version wins, both hold (Export, yes).
+    pub fn a_delete_on_the_crm_side_and_an_update_on_the_erp_side() -> Vec<Op> {
+        vec![
+            write(Which::Erp, 0, 1, 2),
+            Op::Step,
+            delete(Which::Crm, 0),
+            describe(Which::Erp, 0, 3),
+        ]
+    }
+
+    /// The CRM inserts and deletes a row, then the ERP inserts the same key, all before a
+    /// step. Expected: both hold the ERP's row (Retail, no), the latest state.
+    pub fn a_delete_older_than_the_other_sides_insert() -> Vec<Op> {
+        vec![
+            write(Which::Crm, 0, 1, 2),
+            delete(Which::Crm, 0),
+            write(Which::Erp, 0, 2, 1),
+        ]
+    }
+
+    /// The CRM changes both fields of a synced row (NULL, no) to (Wholesale, NULL) while
+    /// the ERP sets its tax flag to NULL, read one change at a time with another ERP change
+    /// first: the CRM's change loses, and the ERP's fresh look writes only the tax flag, which
+    /// the CRM already holds. Expected: the ERP's row (NULL, NULL) on both sides. Was: the
+    /// write was taken as an agreement and the CRM kept Wholesale.
+    pub fn a_lost_conflict_whose_winner_matches_in_the_fields_it_changed() -> Vec<Op> {
+        vec![
+            write(Which::Erp, 0, 0, 1),
+            Op::Step,
+            write(Which::Crm, 0, 1, 0),
+            write(Which::Erp, 1, 2, 0),
+            tax(Which::Erp, 0, 0),
+        ]
+    }
+}

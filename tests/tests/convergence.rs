@@ -38,7 +38,8 @@ use dualwrite::config;
 use dualwrite::plugin::{Limits, PluginRuntime};
 use dualwrite::sync::{Engine, EngineOptions};
 use dualwrite_tests::convergence::{
-    Fields, KEYS, Op, Row, Table, Tables, Which, delete, describe, edit, run_property, tax, write,
+    Fields, KEYS, Op, Row, Table, Tables, Which, delete, describe, edit, histories, run_property,
+    tax, write,
 };
 use dualwrite_tests::plugins_dir;
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -440,31 +441,21 @@ fn replay(ops: &[Op]) {
 /// ERP's row (Wholesale, yes).
 #[test]
 fn regression_the_same_key_inserted_on_both_sides() {
-    replay(&[write(Which::Erp, 0, 1, 2), write(Which::Crm, 0, 2, 1)]);
+    replay(&histories::the_same_key_inserted_on_both_sides());
 }
 
 /// Both sides change the description of a synced row between two steps. Expected:
 /// both hold the ERP's (Retail).
 #[test]
 fn regression_the_same_field_updated_on_both_sides() {
-    replay(&[
-        write(Which::Erp, 0, 1, 2),
-        Op::Step,
-        describe(Which::Erp, 0, 2),
-        describe(Which::Crm, 0, 3),
-    ]);
+    replay(&histories::the_same_field_updated_on_both_sides());
 }
 
 /// The ERP changes the description, the CRM the tax flag, between two steps: no field
 /// is changed on both sides. Expected: the edits merge, both hold (Retail, no).
 #[test]
 fn regression_different_fields_updated_on_both_sides() {
-    replay(&[
-        write(Which::Erp, 0, 1, 2),
-        Op::Step,
-        describe(Which::Erp, 0, 2),
-        tax(Which::Crm, 0, 1),
-    ]);
+    replay(&histories::different_fields_updated_on_both_sides());
 }
 
 /// A description changed and changed back within one batch. Expected: both hold the
@@ -520,23 +511,14 @@ fn regression_a_delete_on_the_erp_side_and_an_update_on_the_crm_side() {
 /// ERP's version wins, both hold (Export, yes).
 #[test]
 fn regression_a_delete_on_the_crm_side_and_an_update_on_the_erp_side() {
-    replay(&[
-        write(Which::Erp, 0, 1, 2),
-        Op::Step,
-        delete(Which::Crm, 0),
-        describe(Which::Erp, 0, 3),
-    ]);
+    replay(&histories::a_delete_on_the_crm_side_and_an_update_on_the_erp_side());
 }
 
 /// The CRM inserts and deletes a row, then the ERP inserts the same key, all before a
 /// step. Expected: both hold the ERP's row (Retail, no), the latest state.
 #[test]
 fn regression_a_delete_older_than_the_other_sides_insert() {
-    replay(&[
-        write(Which::Crm, 0, 1, 2),
-        delete(Which::Crm, 0),
-        write(Which::Erp, 0, 2, 1),
-    ]);
+    replay(&histories::a_delete_older_than_the_other_sides_insert());
 }
 
 /// Both sides insert the same key, then the ERP deletes it, all before a step.
@@ -557,11 +539,5 @@ fn regression_an_insert_older_than_the_other_sides_delete() {
 /// write was taken as an agreement and the CRM kept Wholesale.
 #[test]
 fn regression_a_lost_conflict_whose_winner_matches_in_the_fields_it_changed() {
-    replay(&[
-        write(Which::Erp, 0, 0, 1),
-        Op::Step,
-        write(Which::Crm, 0, 1, 0),
-        write(Which::Erp, 1, 2, 0),
-        tax(Which::Erp, 0, 0),
-    ]);
+    replay(&histories::a_lost_conflict_whose_winner_matches_in_the_fields_it_changed());
 }
