@@ -171,3 +171,13 @@ pub trait ApplyBatch: Send {
     /// time. The default does nothing (a connector without a server).
     fn disconnect(&mut self) {}
 }
+
+/// The key columns `keys` share when a connector can read them in one statement: two
+/// keys or more, all over the same columns, and at least one column. `None` means read
+/// them one by one.
+pub(crate) fn shared_key_columns(keys: &[RowImage]) -> Option<Vec<&String>> {
+    let first = keys.first()?;
+    let batched =
+        keys.len() > 1 && !first.is_empty() && keys.iter().all(|key| key.keys().eq(first.keys()));
+    batched.then(|| first.keys().collect())
+}

@@ -579,20 +579,13 @@ impl ApplyBatch for MysqlWriter {
         table: &str,
         keys: &[RowImage],
     ) -> Result<Vec<Option<RowImage>>, SideError> {
-        let Some(first) = keys.first() else {
-            return Ok(Vec::new());
-        };
-        if keys.len() == 1
-            || first.is_empty()
-            || keys.iter().any(|key| !key.keys().eq(first.keys()))
-        {
+        let Some(key_columns) = super::shared_key_columns(keys) else {
             return keys.iter().map(|key| self.read_row(table, key)).collect();
-        }
+        };
         let found = self.table(table)?;
         found
             .schema
-            .check_columns(first.keys().map(String::as_str), false)?;
-        let key_columns: Vec<&String> = first.keys().collect();
+            .check_columns(key_columns.iter().map(|name| name.as_str()), false)?;
         let exact = |image: &RowImage| -> String {
             let values: Vec<Option<&Value>> = key_columns
                 .iter()

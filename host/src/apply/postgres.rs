@@ -573,19 +573,13 @@ impl ApplyBatch for PostgresWriter {
         table: &str,
         keys: &[RowImage],
     ) -> Result<Vec<Option<RowImage>>, SideError> {
-        let Some(first) = keys.first() else {
-            return Ok(Vec::new());
-        };
-        if keys.len() == 1
-            || first.is_empty()
-            || keys.iter().any(|key| !key.keys().eq(first.keys()))
-        {
+        let Some(key_columns) = super::shared_key_columns(keys) else {
             return keys.iter().map(|key| self.read_row(table, key)).collect();
-        }
+        };
         let schema = self.schema(table)?;
-        schema.check_columns(first.keys().map(String::as_str), false)?;
-        let infos: Vec<&ColumnInfo> = first
-            .keys()
+        schema.check_columns(key_columns.iter().map(|name| name.as_str()), false)?;
+        let infos: Vec<&ColumnInfo> = key_columns
+            .iter()
             .map(|name| schema.column(name).expect("checked above"))
             .collect();
         let unreadable = |error: SideError| SchemaError::Unsupported {
@@ -653,7 +647,7 @@ impl ApplyBatch for PostgresWriter {
                 if found[at].is_some() {
                     return Err(SchemaError::KeyNotUnique {
                         table: table.to_owned(),
-                        key: first.keys().cloned().collect(),
+                        key: key_columns.iter().map(|name| (*name).clone()).collect(),
                         unique_keys: schema.unique_keys.clone(),
                     }
                     .into());

@@ -491,6 +491,64 @@ impl TableSchema {
     }
 }
 
+/// The changes a streaming capture received after its floor and not yet acknowledged,
+/// in stream order; one it could not read is kept as why.
+pub(crate) type ChangeBuffer =
+    std::collections::VecDeque<(Position, Result<CapturedChange, String>)>;
+
+/// The changes of `buffer` after `after`, at most `limit`; an unreadable one ends them
+/// ([`SideError::Unreadable`] when it is the first).
+pub(crate) fn buffered(
+    buffer: &ChangeBuffer,
+    after: Position,
+    limit: usize,
+) -> Result<Vec<CapturedChange>, SideError> {
+    let mut changes = Vec::new();
+    for (position, change) in buffer.iter().filter(|(position, _)| *position > after) {
+        if changes.len() >= limit {
+            break;
+        }
+        match change {
+            Ok(change) => changes.push(change.clone()),
+            Err(message) if changes.is_empty() => {
+                return Err(SideError::Unreadable {
+                    position: *position,
+                    message: message.clone(),
+                });
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(changes)
+}
+
+/// Whether `buffer` holds a change after `after`.
+pub(crate) fn has_after(buffer: &ChangeBuffer, after: Position) -> bool {
+    buffer.back().is_some_and(|(position, _)| *position > after)
+}
+
+/// The next message from a reader thread's channel, waiting up to `timeout` (not at all
+/// when zero): `Ok(None)` when nothing came, `Err(())` when the reader is gone.
+pub(crate) fn receive<T>(
+    receiver: &std::sync::mpsc::Receiver<T>,
+    timeout: Duration,
+) -> Result<Option<T>, ()> {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    let result = if timeout.is_zero() {
+        receiver.try_recv().map_err(|error| match error {
+            TryRecvError::Empty => RecvTimeoutError::Timeout,
+            TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+        })
+    } else {
+        receiver.recv_timeout(timeout)
+    };
+    match result {
+        Ok(message) => Ok(Some(message)),
+        Err(RecvTimeoutError::Timeout) => Ok(None),
+        Err(RecvTimeoutError::Disconnected) => Err(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

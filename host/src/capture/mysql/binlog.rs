@@ -19,7 +19,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
 use mysql::binlog::events::{EventData, RowsEventData};
@@ -160,21 +160,11 @@ impl BinlogReader {
 
     /// The next delivery, waiting up to `timeout`; `None` when nothing came.
     pub(crate) fn next(&self, timeout: Duration) -> Option<Delivery> {
-        let result = if timeout.is_zero() {
-            self.receiver.try_recv().map_err(|error| match error {
-                TryRecvError::Empty => RecvTimeoutError::Timeout,
-                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            })
-        } else {
-            self.receiver.recv_timeout(timeout)
-        };
-        match result {
-            Ok(delivery) => Some(delivery),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(Delivery::Failed(SideError::Unavailable {
+        crate::capture::receive(&self.receiver, timeout).unwrap_or_else(|()| {
+            Some(Delivery::Failed(SideError::Unavailable {
                 message: "the binlog reader ended".to_owned(),
-            })),
-        }
+            }))
+        })
     }
 }
 

@@ -574,34 +574,6 @@ impl MysqlCapture {
             committed_at: Some(UNIX_EPOCH + Duration::from_secs(u64::from(raw.committed_at))),
         })
     }
-
-    /// The changes in the buffer after `after`, up to `limit`, stopping before the first
-    /// one that cannot be read (an error when it is the first).
-    fn buffered(&self, after: Position, limit: usize) -> Result<Vec<CapturedChange>, SideError> {
-        let mut changes = Vec::new();
-        for (position, change) in self.buffer.iter().filter(|(position, _)| *position > after) {
-            if changes.len() >= limit {
-                break;
-            }
-            match change {
-                Ok(change) => changes.push(change.clone()),
-                Err(message) if changes.is_empty() => {
-                    return Err(SideError::Unreadable {
-                        position: *position,
-                        message: message.clone(),
-                    });
-                }
-                Err(_) => break,
-            }
-        }
-        Ok(changes)
-    }
-
-    fn has_after(&self, after: Position) -> bool {
-        self.buffer
-            .back()
-            .is_some_and(|(position, _)| *position > after)
-    }
 }
 
 impl CaptureStream for MysqlCapture {
@@ -697,12 +669,12 @@ impl CaptureStream for MysqlCapture {
                 break;
             }
         }
-        self.buffered(after, limit)
+        super::buffered(&self.buffer, after, limit)
     }
 
     fn wait(&mut self, after: Position, timeout: Duration) -> Result<bool, SideError> {
         self.ensure_reader(after)?;
-        if self.has_after(after) {
+        if super::has_after(&self.buffer, after) {
             return Ok(true);
         }
         let deadline = Instant::now() + timeout;
@@ -710,7 +682,7 @@ impl CaptureStream for MysqlCapture {
             let now = Instant::now();
             let remaining = deadline.saturating_duration_since(now);
             let got = self.pump(remaining)?;
-            if self.has_after(after) {
+            if super::has_after(&self.buffer, after) {
                 return Ok(true);
             }
             if !got || Instant::now() >= deadline {

@@ -124,7 +124,7 @@ pub struct PostgresCapture {
     decoder: Decoder,
     /// Changes decoded after `floor` and not acknowledged, in order; one that cannot be
     /// read is kept as why.
-    buffer: VecDeque<(Position, Result<CapturedChange, String>)>,
+    buffer: super::ChangeBuffer,
     /// The stream hands out the changes after this position.
     floor: Position,
     /// The end of the last transaction that held nothing for the engine (only the
@@ -421,34 +421,6 @@ impl PostgresCapture {
             self.idle_commit = None;
         }
         Ok(())
-    }
-
-    /// The changes after `after` that are buffered, at most `limit`; an unreadable one
-    /// ends them ([`SideError::Unreadable`] when it is the first).
-    fn buffered(&self, after: Position, limit: usize) -> Result<Vec<CapturedChange>, SideError> {
-        let mut changes = Vec::new();
-        for (position, change) in self.buffer.iter().filter(|(position, _)| *position > after) {
-            if changes.len() >= limit {
-                break;
-            }
-            match change {
-                Ok(change) => changes.push(change.clone()),
-                Err(message) if changes.is_empty() => {
-                    return Err(SideError::Unreadable {
-                        position: *position,
-                        message: message.clone(),
-                    });
-                }
-                Err(_) => break,
-            }
-        }
-        Ok(changes)
-    }
-
-    fn has_after(&self, after: Position) -> bool {
-        self.buffer
-            .back()
-            .is_some_and(|(position, _)| *position > after)
     }
 
     /// Where the slot may be confirmed when nothing handed out is waiting for an
@@ -883,14 +855,14 @@ impl CaptureStream for PostgresCapture {
                 break;
             }
         }
-        self.buffered(after, limit)
+        super::buffered(&self.buffer, after, limit)
     }
 
     fn wait(&mut self, after: Position, timeout: Duration) -> Result<bool, SideError> {
         self.ensure_stream(after)?;
         let deadline = Instant::now() + timeout;
         loop {
-            if self.has_after(after) {
+            if super::has_after(&self.buffer, after) {
                 return Ok(true);
             }
             if after >= self.acknowledged
@@ -909,7 +881,7 @@ impl CaptureStream for PostgresCapture {
             };
             let got = self.pump(slice)?;
             if !got && Instant::now() >= deadline {
-                return Ok(self.has_after(after));
+                return Ok(super::has_after(&self.buffer, after));
             }
         }
     }

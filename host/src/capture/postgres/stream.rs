@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -150,21 +150,11 @@ impl ReplicationStream {
     /// The next delivery, waiting up to `timeout` (not at all when zero); `None` when
     /// nothing came.
     pub(crate) fn next(&self, timeout: Duration) -> Option<Delivery> {
-        let result = if timeout.is_zero() {
-            self.receiver.try_recv().map_err(|error| match error {
-                TryRecvError::Empty => RecvTimeoutError::Timeout,
-                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            })
-        } else {
-            self.receiver.recv_timeout(timeout)
-        };
-        match result {
-            Ok(delivery) => Some(delivery),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(Delivery::Failed(SideError::Unavailable {
+        crate::capture::receive(&self.receiver, timeout).unwrap_or_else(|()| {
+            Some(Delivery::Failed(SideError::Unavailable {
                 message: "the PostgreSQL replication reader ended".to_owned(),
-            })),
-        }
+            }))
+        })
     }
 
     /// Lets the server move the slot to `lsn` (never back). Call only once everything
