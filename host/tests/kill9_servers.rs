@@ -7,10 +7,10 @@
 //! other side (an SQLite CRM) once, with its values, and nothing came back to the
 //! source as an echo.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use dualwrite_tests::customer_groups::{CRM_TABLE, MAP_ENDPOINTS};
+use dualwrite_tests::customer_groups::write_server_erp_config;
 use dualwrite_tests::engine_process::EngineProcess;
 use dualwrite_tests::eventually;
 use dualwrite_tests::servers::{MyDatabase, PgDatabase};
@@ -20,42 +20,6 @@ const ROWS: usize = 1_000;
 
 /// Kill delays after the statement commits, one per round.
 const KILL_AFTER_MS: [u64; 4] = [0, 60, 180, 400];
-
-fn write_config(dir: &Path, erp_side: &str) -> PathBuf {
-    let db = Connection::open(dir.join("crm.db")).expect("create db");
-    db.execute_batch(&format!("PRAGMA journal_mode=WAL; {CRM_TABLE};"))
-        .expect("schema");
-    let config = dir.join("dualwrite.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-data_dir = "state"
-plugins_dir = "{plugins}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[sides.erp]
-{erp_side}
-
-[sides.crm]
-connector = "sqlite"
-path = "crm.db"
-
-[maps.customer-groups]
-plugin = "customer_groups.wasm"
-{MAP_ENDPOINTS}
-
-[maps.customer-groups.config]
-resolve_lookups = false
-"#,
-            plugins = dualwrite_tests::plugins_dir().display()
-        ),
-    )
-    .expect("config");
-    config
-}
 
 fn crm_rows(dir: &Path, prefix: &str) -> Vec<(String, String)> {
     let db = Connection::open(dir.join("crm.db")).expect("open");
@@ -137,7 +101,7 @@ fn postgres_copy_and_multi_row_insert_lose_nothing_across_kill_9() {
              PRIMARY KEY (\"DATAAREAID\", \"CUSTOMERGROUPID\"))",
         )
         .expect("ERP table");
-    let config = write_config(
+    let config = write_server_erp_config(
         dir.path(),
         &format!("connector = \"postgres\"\nurl = {:?}", erp.url),
     );
@@ -195,7 +159,7 @@ fn mariadb_multi_row_insert_loses_nothing_across_kill_9() {
          ISSALESTAXINCLUDEDINPRICE VARCHAR(10), PAYMENTTERMID VARCHAR(20), \
          CLEARINGPERIODPAYMENTTERMNAME VARCHAR(20), PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))",
     );
-    let config = write_config(
+    let config = write_server_erp_config(
         dir.path(),
         &format!("connector = \"mariadb\"\nurl = {:?}", erp.url),
     );

@@ -10,14 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dualwrite_tests::customer_groups::{CRM_TABLE, MAP_ENDPOINTS};
+use dualwrite_tests::customer_groups::{MAP, write_server_erp_config};
 use dualwrite_tests::engine_process::EngineProcess;
 use dualwrite_tests::eventually;
 use dualwrite_tests::private_servers::{PrivateMariadb, PrivatePostgres};
 use rusqlite::Connection;
 use serde_json::Value as Json;
-
-const MAP: &str = "customer-groups";
 
 /// The company of every row.
 const COMPANY: &str = "usmf";
@@ -245,45 +243,6 @@ impl Crm {
     }
 }
 
-fn write_config(dir: &Path, erp_side: &str) -> (PathBuf, Crm) {
-    let crm = Crm {
-        path: dir.join("crm.db"),
-    };
-    crm.db()
-        .execute_batch(&format!("PRAGMA journal_mode=WAL; {CRM_TABLE};"))
-        .expect("CRM table");
-    let config = dir.join("dualwrite.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-data_dir = "state"
-plugins_dir = "{plugins}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[sides.erp]
-{erp_side}
-
-[sides.crm]
-connector = "sqlite"
-path = "crm.db"
-
-[maps.{MAP}]
-plugin = "customer_groups.wasm"
-{MAP_ENDPOINTS}
-
-[maps.{MAP}.config]
-resolve_lookups = false
-"#,
-            plugins = dualwrite_tests::plugins_dir().display()
-        ),
-    )
-    .expect("config");
-    (config, crm)
-}
-
 /// Puts a group as it must be on both sides into `expected`.
 fn set(expected: &mut Groups, group: &str, description: &str, tax_included: Option<bool>) {
     expected.insert(
@@ -369,7 +328,10 @@ fn wait_for_both_sides(
 /// The scenario of both tests, on an ERP whose side is configured by `erp_side`.
 fn the_erp_server_goes_down_and_comes_back(erp: &mut dyn Erp, erp_side: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (config, crm) = write_config(dir.path(), erp_side);
+    let config = write_server_erp_config(dir.path(), erp_side);
+    let crm = Crm {
+        path: dir.path().join("crm.db"),
+    };
     let mut engine = EngineProcess::start(
         Path::new(env!("CARGO_BIN_EXE_dualwrite")),
         &config,

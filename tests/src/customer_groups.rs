@@ -39,3 +39,47 @@ pub const MARIADB_CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
     msdyn_paymenttermid TEXT, msdyn_clearingperiodpaymenttermname TEXT,
     PRIMARY KEY (msdyn_company, msdyn_groupid))
     ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+
+/// The map's name in [`write_server_erp_config`].
+pub const MAP: &str = "customer-groups";
+
+/// Writes `DIR/dualwrite.toml` for the customer-groups map with the ERP side as
+/// `erp_side` (TOML lines: a server's connector and URL) and the CRM on an SQLite file
+/// `DIR/crm.db`, made here with [`CRM_TABLE`] in WAL mode; the admin API on a free
+/// port, lookups not resolved. Returns the config's path.
+pub fn write_server_erp_config(dir: &std::path::Path, erp_side: &str) -> std::path::PathBuf {
+    rusqlite::Connection::open(dir.join("crm.db"))
+        .expect("create the CRM file")
+        .execute_batch(&format!("PRAGMA journal_mode=WAL; {CRM_TABLE};"))
+        .expect("CRM table");
+    let config = dir.join("dualwrite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+data_dir = "state"
+plugins_dir = "{plugins}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[sides.erp]
+{erp_side}
+
+[sides.crm]
+connector = "sqlite"
+path = "crm.db"
+
+[maps.{MAP}]
+plugin = "customer_groups.wasm"
+{MAP_ENDPOINTS}
+
+[maps.{MAP}.config]
+resolve_lookups = false
+"#,
+            plugins = crate::plugins_dir().display()
+        ),
+    )
+    .expect("config");
+    config
+}

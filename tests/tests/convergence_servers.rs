@@ -560,48 +560,39 @@ fn replay(ops: &[Op]) {
     }
 }
 
-// Fixed histories of `convergence.rs`. Indexes: key 0 is (USMF, 10); descriptions 0..4
-// are NULL, Wholesale, Retail, Export; tax flags 0..3 are NULL, no, yes. With side-wins
-// ERP the expected outcome of a conflict is the ERP side's version on both sides.
+// The minimized histories `convergence.rs` replays too (`tests/src/convergence.rs`).
 
-/// Both sides insert the same key before the engine steps. Expected: both hold the
-/// ERP's row (Wholesale, yes).
+/// See [`histories::the_same_key_inserted_on_both_sides`].
 #[test]
 fn regression_the_same_key_inserted_on_both_sides() {
     replay(&histories::the_same_key_inserted_on_both_sides());
 }
 
-/// Both sides change the description of a synced row between two steps. Expected:
-/// both hold the ERP's (Retail).
+/// See [`histories::the_same_field_updated_on_both_sides`].
 #[test]
 fn regression_the_same_field_updated_on_both_sides() {
     replay(&histories::the_same_field_updated_on_both_sides());
 }
 
-/// The ERP changes the description, the CRM the tax flag, between two steps: no field
-/// is changed on both sides. Expected: the edits merge, both hold (Retail, no).
+/// See [`histories::different_fields_updated_on_both_sides`].
 #[test]
 fn regression_different_fields_updated_on_both_sides() {
     replay(&histories::different_fields_updated_on_both_sides());
 }
 
-/// The CRM deletes a synced row while the ERP changes its description. Expected: the
-/// ERP's version wins, both hold (Export, yes).
+/// See [`histories::a_delete_on_the_crm_side_and_an_update_on_the_erp_side`].
 #[test]
 fn regression_a_delete_on_the_crm_side_and_an_update_on_the_erp_side() {
     replay(&histories::a_delete_on_the_crm_side_and_an_update_on_the_erp_side());
 }
 
-/// The CRM inserts and deletes a row, then the ERP inserts the same key, all before a
-/// step. Expected: both hold the ERP's row (Retail, no), the latest state.
+/// See [`histories::a_delete_older_than_the_other_sides_insert`].
 #[test]
 fn regression_a_delete_older_than_the_other_sides_insert() {
     replay(&histories::a_delete_older_than_the_other_sides_insert());
 }
 
-/// A conflict the CRM loses while the ERP's winning change sets only fields the CRM
-/// already holds (see `convergence.rs`). Expected: the ERP's row (NULL, NULL) on both
-/// sides.
+/// See [`histories::a_lost_conflict_whose_winner_matches_in_the_fields_it_changed`].
 #[test]
 fn regression_a_lost_conflict_whose_winner_matches_in_the_fields_it_changed() {
     replay(&histories::a_lost_conflict_whose_winner_matches_in_the_fields_it_changed());

@@ -30,7 +30,7 @@ use super::links::{CachedLink, LinkCache, key_id};
 use crate::apply::{ApplyBatch, Expectation, RowWrite};
 use crate::capture::{CapturedChange, RowImage, SideError};
 use crate::change::{
-    Change, ChangeOp, EntitySpec, ErrorClass, Side, SyncError, TrapReason, Value, WriteOp,
+    Change, ChangeOp, EntitySpec, ErrorClass, Side, SyncError, TrapReason, Value, Write, WriteOp,
 };
 use crate::config::{ConflictPolicy, Resolution};
 use crate::plugin::TransformResult;
@@ -135,6 +135,19 @@ fn declared_image(image: &Image, spec: &EntitySpec) -> Image {
 fn into_declared_image(mut row: RowImage, spec: &EntitySpec) -> Image {
     row.retain(|name, _| spec.id_of(name).is_some());
     row
+}
+
+/// A plugin write's fields under the target's column names.
+fn write_fields(write: &Write, spec: &EntitySpec) -> RowImage {
+    write
+        .fields
+        .iter()
+        .filter_map(|field| {
+            spec.fields
+                .get(field.field as usize)
+                .map(|declared| (declared.name.clone(), field.value.clone()))
+        })
+        .collect()
 }
 
 /// The plugin's view of a row: one value per declared field.
@@ -430,16 +443,7 @@ pub(crate) fn process(
                 continue;
             };
             for write in writes {
-                let fields: RowImage = write
-                    .fields
-                    .iter()
-                    .filter_map(|field| {
-                        target_spec
-                            .fields
-                            .get(field.field as usize)
-                            .map(|spec| (spec.name.clone(), field.value.clone()))
-                    })
-                    .collect();
+                let fields = write_fields(write, &target_spec);
                 if let Some(target_key) = key_of(&fields, &target_endpoint.key) {
                     let id = key_id(&target_key);
                     if seen.insert(id.clone()) {
@@ -504,16 +508,7 @@ pub(crate) fn process(
         let mut written_summary: Vec<serde_json::Value> = Vec::new();
         let mut last_target_key: Option<Key> = None;
         for write in writes {
-            let fields: RowImage = write
-                .fields
-                .iter()
-                .filter_map(|field| {
-                    target_spec
-                        .fields
-                        .get(field.field as usize)
-                        .map(|spec| (spec.name.clone(), field.value.clone()))
-                })
-                .collect();
+            let fields = write_fields(&write, &target_spec);
             let Some(target_key) = key_of(&fields, &target_endpoint.key) else {
                 fail(
                     map,

@@ -402,7 +402,7 @@ impl PostgresCapture {
         };
         let built = self.change(relation, op, old, new);
         let position = self.next_position();
-        let (lsn, commit_time) = self.decoder.transaction.unwrap_or_default();
+        let commit_time = self.decoder.transaction.map_or(0, |(_, time)| time);
         let entry = match built {
             Ok(None) => return Ok(()),
             Ok(Some(mut change)) => {
@@ -414,7 +414,6 @@ impl PostgresCapture {
             }
             Err(message) => Err(message),
         };
-        debug_assert_eq!(position.sequence, lsn);
         self.decoder.index += 1;
         if position > self.floor {
             self.buffer.push_back((position, entry));
