@@ -477,3 +477,60 @@ fn generated_columns_views_and_missing_databases_have_their_codes() {
     );
     only(&findings, "mysql.bad_credentials", "dw_no_such_user");
 }
+
+/// `dualwrite run` refuses what `dualwrite check` refuses: a map whose CRM column cannot
+/// hold the kind the plugin maps to it is reported by `check` as `schema.type_mismatch`,
+/// and `run` on the same file stops before syncing anything, naming the same code and
+/// column (it used to start the map and fail row by row).
+#[test]
+fn run_refuses_a_map_that_check_refuses() {
+    let wrong_type = Deployment::new(
+        ERP_TABLE,
+        &CRM_TABLE.replace(
+            "msdyn_issalestaxincludedinprice BOOLEAN",
+            "msdyn_issalestaxincludedinprice DATE",
+        ),
+    );
+    let (code, findings) = wrong_type.check(SQLITE_ERP, GROUPS, "");
+    assert_ne!(code, 0);
+    only(
+        &findings,
+        "schema.type_mismatch",
+        "msdyn_issalestaxincludedinprice",
+    );
+
+    // The same file, run: refused at start, with the check's code and message.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dualwrite"))
+        .args(["run", "--no-admin", "--no-plugin-watch", "-c"])
+        .arg(wrong_type.path().join("dualwrite.toml"))
+        .env("DUALWRITE_CACHE_DIR", wrong_type.path().join("cache"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dualwrite run");
+    // A run that starts the map never exits by itself: give it a minute to refuse.
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "run must refuse the map at start; {status:?}:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("[schema.type_mismatch]")
+            && stderr.contains("msdyn_issalestaxincludedinprice is date (DATE)"),
+        "run names the check's code and the column:\n{stderr}"
+    );
+}

@@ -22,9 +22,9 @@ use crate::apply::sqlite::SqliteWriter;
 use crate::capture::mysql::{MysqlCapture, MysqlOptions};
 use crate::capture::postgres::{PostgresOptions, check_capture_prerequisites};
 use crate::capture::sqlite::SqliteOptions;
-use crate::capture::{SchemaError, SideError};
-use crate::change::{Side, ValueKind};
-use crate::config::{ConfigErrors, Connector, Plan};
+use crate::capture::{SchemaError, SideError, TableSchema};
+use crate::change::{Descriptor, Side, ValueKind};
+use crate::config::{ConfigErrors, Connector, MapPlan, Plan};
 use crate::plugin::{LoadError, NoLookups, PluginRuntime, StartError};
 
 /// Every code a check can report, with what it means.
@@ -121,6 +121,18 @@ impl Finding {
             message: message.into(),
             fix: fix.into(),
         }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    /// `[code] subject: message` and the fix on a second line, as `dualwrite check`
+    /// prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "[{}] {}: {}\n    fix: {}",
+            self.code, self.subject, self.message, self.fix
+        )
     }
 }
 
@@ -237,86 +249,126 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
         });
         for role in [Side::Erp, Side::Crm] {
             let endpoint = map.endpoint(role);
-            let fields: Option<Vec<String>> = descriptor.as_ref().map(|descriptor| {
-                let spec = descriptor.entity(role);
-                if spec.entity != endpoint.entity {
-                    findings.push(Finding::new(
-                        "map.entity",
-                        &subject,
-                        format!(
-                            "the plugin maps {} on the {role} side, the config says {}",
-                            spec.entity, endpoint.entity
-                        ),
-                        "name the plugin's table in the map's config, or use the plugin made for this table",
-                    ));
-                }
-                for key in &endpoint.key {
-                    if spec.id_of(key).is_none() {
-                        findings.push(Finding::new(
-                            "map.key_undeclared",
-                            &subject,
-                            format!(
-                                "key column {key} of {} is not a field the plugin declares",
-                                endpoint.entity
-                            ),
-                            "use the plugin's key fields in the map's `key` (dualwrite plugin check FILE lists them)",
-                        ));
-                    }
-                }
-                spec.fields.iter().map(|field| field.name.clone()).collect()
-            });
             let Some((_, Some(writer))) =
                 writers.iter_mut().find(|(name, _)| *name == endpoint.side)
             else {
+                // Without the side's tables, what can be checked is the plugin's own view.
+                if let Some(descriptor) = &descriptor {
+                    findings.extend(plugin_fit_findings(map, descriptor, role));
+                }
                 continue;
             };
-            let schema = match writer.table_schema(&endpoint.entity) {
-                Ok(schema) => schema,
+            match writer.table_schema(&endpoint.entity) {
+                Ok(schema) => {
+                    findings.extend(map_fit_findings(map, descriptor.as_ref(), role, &schema));
+                }
                 Err(error) => {
+                    if let Some(descriptor) = &descriptor {
+                        findings.extend(plugin_fit_findings(map, descriptor, role));
+                    }
                     findings.push(side_finding(&format!("{subject}, {role} side"), &error));
-                    continue;
-                }
-            };
-            let fields = fields.unwrap_or_else(|| endpoint.key.clone());
-            if let Err(error) =
-                schema.check_map(&endpoint.key, &fields, map.flows_from(role.other()))
-            {
-                findings.push(side_finding(
-                    &format!("{subject}, {role} side"),
-                    &SideError::Schema(error),
-                ));
-            }
-            if let Some(spec) = descriptor
-                .as_ref()
-                .map(|descriptor| descriptor.entity(role))
-                .filter(|spec| spec.entity == endpoint.entity)
-            {
-                let mismatched: Vec<String> = spec
-                    .fields
-                    .iter()
-                    .filter_map(|field| {
-                        let column = schema.column(&field.name)?;
-                        (!kinds_compatible(field.kind, column.kind)).then(|| {
-                            format!(
-                                "{} is {} ({}), the plugin maps {} values to it",
-                                field.name,
-                                column.kind.as_str(),
-                                column.declared_type,
-                                field.kind.as_str()
-                            )
-                        })
-                    })
-                    .collect();
-                if !mismatched.is_empty() {
-                    findings.push(Finding::new(
-                        "schema.type_mismatch",
-                        format!("{subject}, {role} side"),
-                        format!("{}: {}", endpoint.entity, mismatched.join("; ")),
-                        "change the column's type to one that holds the field's kind \
-                         (dualwrite plugin check FILE lists the kinds), or map another column",
-                    ));
                 }
             }
+        }
+    }
+    findings
+}
+
+/// What does not fit between `map`'s plugin (as it describes itself) and its config on
+/// the `role` side: another table than the config names, key columns the plugin does
+/// not declare.
+fn plugin_fit_findings(map: &MapPlan, descriptor: &Descriptor, role: Side) -> Vec<Finding> {
+    let subject = format!("map {}", map.name);
+    let endpoint = map.endpoint(role);
+    let spec = descriptor.entity(role);
+    let mut findings = Vec::new();
+    if spec.entity != endpoint.entity {
+        findings.push(Finding::new(
+            "map.entity",
+            &subject,
+            format!(
+                "the plugin maps {} on the {role} side, the config says {}",
+                spec.entity, endpoint.entity
+            ),
+            "name the plugin's table in the map's config, or use the plugin made for this table",
+        ));
+    }
+    for key in &endpoint.key {
+        if spec.id_of(key).is_none() {
+            findings.push(Finding::new(
+                "map.key_undeclared",
+                &subject,
+                format!(
+                    "key column {key} of {} is not a field the plugin declares",
+                    endpoint.entity
+                ),
+                "use the plugin's key fields in the map's `key` (dualwrite plugin check FILE lists them)",
+            ));
+        }
+    }
+    findings
+}
+
+/// Everything that keeps `map` from running on its `role` side's table `schema`, with
+/// the plugin's `descriptor` where it started: the plugin's fit to the config
+/// ([`plugin_fit_findings`]), the key and the columns the plugin maps on the table
+/// (present, not generated where the map writes, of a type that holds the field's kind).
+/// `dualwrite check` reports these, and the engine refuses to start a map with any
+/// (`run` refuses what `check` refuses).
+pub fn map_fit_findings(
+    map: &MapPlan,
+    descriptor: Option<&Descriptor>,
+    role: Side,
+    schema: &TableSchema,
+) -> Vec<Finding> {
+    let subject = format!("map {}", map.name);
+    let endpoint = map.endpoint(role);
+    let mut findings = descriptor
+        .map(|descriptor| plugin_fit_findings(map, descriptor, role))
+        .unwrap_or_default();
+    let fields: Vec<String> = match descriptor {
+        Some(descriptor) => descriptor
+            .entity(role)
+            .fields
+            .iter()
+            .map(|field| field.name.clone())
+            .collect(),
+        None => endpoint.key.clone(),
+    };
+    if let Err(error) = schema.check_map(&endpoint.key, &fields, map.flows_from(role.other())) {
+        findings.push(side_finding(
+            &format!("{subject}, {role} side"),
+            &SideError::Schema(error),
+        ));
+    }
+    if let Some(spec) = descriptor
+        .map(|descriptor| descriptor.entity(role))
+        .filter(|spec| spec.entity == endpoint.entity)
+    {
+        let mismatched: Vec<String> = spec
+            .fields
+            .iter()
+            .filter_map(|field| {
+                let column = schema.column(&field.name)?;
+                (!kinds_compatible(field.kind, column.kind)).then(|| {
+                    format!(
+                        "{} is {} ({}), the plugin maps {} values to it",
+                        field.name,
+                        column.kind.as_str(),
+                        column.declared_type,
+                        field.kind.as_str()
+                    )
+                })
+            })
+            .collect();
+        if !mismatched.is_empty() {
+            findings.push(Finding::new(
+                "schema.type_mismatch",
+                format!("{subject}, {role} side"),
+                format!("{}: {}", endpoint.entity, mismatched.join("; ")),
+                "change the column's type to one that holds the field's kind \
+                 (dualwrite plugin check FILE lists the kinds), or map another column",
+            ));
         }
     }
     findings

@@ -53,14 +53,8 @@ pub(super) fn print_findings(config: &std::path::Path, findings: &[Finding]) {
         println!("{}: all checks passed", config.display());
         return;
     }
-    for Finding {
-        code,
-        subject,
-        message,
-        fix,
-    } in findings
-    {
-        println!("[{code}] {subject}: {message}\n    fix: {fix}");
+    for finding in findings {
+        println!("{finding}");
     }
     println!("{} problem(s)", findings.len());
 }

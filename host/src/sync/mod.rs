@@ -944,7 +944,6 @@ impl From<anyhow::Error> for StepError {
     }
 }
 
-/// Checks that the map's declared fields and keys exist in its tables on both sides.
 /// The PostgreSQL connector's options for side `side`: slot, publication and origin
 /// named after the side, the password read from its environment variable.
 fn postgres_options(
@@ -977,23 +976,19 @@ fn mysql_options(
     Ok(options)
 }
 
+/// Checks `map` against its tables on both sides as `dualwrite check` does
+/// ([`crate::check::map_fit_findings`]: the plugin's tables and keys, the columns it maps
+/// present, writable and of a type that holds their kind): the engine refuses to run
+/// what the checks refuse, naming each problem with its code.
 fn check_map_fits(
     map: &MapPlan,
     runner: &MapPluginRunner,
     sides: &mut [SideLink],
 ) -> anyhow::Result<()> {
     let descriptor = runner.descriptor();
+    let mut findings = Vec::new();
     for role in [Side::Erp, Side::Crm] {
         let endpoint = map.endpoint(role);
-        let spec = descriptor.entity(role);
-        if spec.entity != endpoint.entity {
-            bail!(
-                "map {}: the plugin maps {} on the {role} side, the config says {}",
-                map.name,
-                spec.entity,
-                endpoint.entity
-            );
-        }
         let Some(side) = sides.iter_mut().find(|side| side.name == endpoint.side) else {
             bail!("map {}: unknown side {}", map.name, endpoint.side);
         };
@@ -1001,19 +996,20 @@ fn check_map_fits(
             .writer
             .table_schema(&endpoint.entity)
             .with_context(|| format!("map {}: {} side", map.name, role))?;
-        let fields: Vec<String> = spec.fields.iter().map(|field| field.name.clone()).collect();
-        schema
-            .check_map(&endpoint.key, &fields, map.flows_from(role.other()))
-            .with_context(|| format!("map {}: {} side", map.name, role))?;
-        for key in &endpoint.key {
-            if spec.id_of(key).is_none() {
-                bail!(
-                    "map {}: key column {key} of {} is not a field the plugin declares",
-                    map.name,
-                    endpoint.entity
-                );
-            }
-        }
+        findings.extend(crate::check::map_fit_findings(
+            map,
+            Some(descriptor),
+            role,
+            &schema,
+        ));
+    }
+    if !findings.is_empty() {
+        let lines: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        bail!(
+            "map {} does not fit its tables (dualwrite check reports the same):\n{}",
+            map.name,
+            lines.join("\n")
+        );
     }
     Ok(())
 }
