@@ -357,3 +357,62 @@ fn a_wrong_token_or_no_engine_gets_a_clear_message() {
         stderr(&gone)
     );
 }
+
+/// An initial sync started through the admin API (`dualwrite initial-sync`) while the
+/// CRM's SQLite file is locked longer than the engine's busy timeout (5 s): the merge
+/// waits, the CRM shows as offline and the engine stays up; once the lock is gone the
+/// merge completes and every ERP row is on the CRM. The engine used to exit on the
+/// chunk's error.
+#[test]
+fn an_initial_sync_through_the_api_waits_out_a_locked_side() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = start_engine(dir.path());
+    // Rows the live sync never saw: written with capture paused by a stopped map.
+    let stop = cli(&engine, &["stop", "customer-groups"]);
+    assert!(stop.status.success(), "{}", stderr(&stop));
+    for n in 0..50 {
+        insert_erp(dir.path(), &format!("G{n:03}"));
+    }
+    let lock = Connection::open(dir.path().join("crm.db")).expect("open crm");
+    lock.execute_batch("BEGIN EXCLUSIVE").expect("lock the crm");
+    let started = cli(&engine, &["initial-sync", "customer-groups"]);
+    assert!(started.status.success(), "{}", stderr(&started));
+
+    // Well past the busy timeout: the engine is still there, the CRM offline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            engine.is_running(),
+            "the engine exited during the locked initial sync:\n{}",
+            engine.lines().join("\n")
+        );
+        if engine.map("customer-groups")["crm_offline"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CRM never showed as offline: {}",
+            engine.map("customer-groups")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(engine.is_running(), "{}", engine.lines().join("\n"));
+    assert!(crm_rows(dir.path()).is_empty());
+
+    lock.execute_batch("COMMIT").expect("unlock");
+    drop(lock);
+    let expected: Vec<String> = (0..50).map(|n| format!("G{n:03}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crm_rows(dir.path()) != expected || engine.map("customer-groups")["mode"] != "running" {
+        assert!(engine.is_running(), "{}", engine.lines().join("\n"));
+        assert!(
+            Instant::now() < deadline,
+            "the initial sync did not complete after the lock went: {} of 50 rows; {}",
+            crm_rows(dir.path()).len(),
+            engine.map("customer-groups")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(engine.map("customer-groups")["crm_offline"], false);
+}

@@ -22,8 +22,10 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
+use std::sync::Arc;
+
 use crate::capture::{RowImage, SideError, TableSchema};
-use crate::change::WriteOp;
+use crate::change::{Fidelity, Value, WriteOp};
 
 /// One row write on a side.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,14 +96,19 @@ impl ApplyReport {
 /// values in these columns (others may differ).
 pub type Expectation = Option<Option<RowImage>>;
 
-/// The result of [`ApplyBatch::apply_checked`]: the batch's report, and the writes that
-/// were skipped because their row was no longer as expected.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The result of [`ApplyBatch::apply_checked`]: the batch's report, the writes that were
+/// skipped because their row was no longer as expected, and what each upsert left.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckedApply {
     /// One effect per write (a skipped write is [`WriteEffect::Unchanged`]).
     pub report: ApplyReport,
     /// Indexes of the writes skipped as stale, in batch order.
     pub stale: Vec<usize>,
+    /// One entry per write: for an upsert that was applied, the whole row as the target
+    /// stored it, read back inside the write's transaction (what the link must record:
+    /// a column may keep a value in another form, `12.50` as `12.5`); `None` for a delete
+    /// or a skipped write.
+    pub stored: Vec<Option<RowImage>>,
 }
 
 /// Writes to and reads from one side. The sync loop owns one per side.
@@ -109,8 +116,14 @@ pub struct CheckedApply {
 /// A [`SideError::Unavailable`] from any method means the connection is no longer
 /// usable: drop it, put the side offline and open a new one later.
 pub trait ApplyBatch: Send {
-    /// Describes `table`: columns, declared types, primary and unique keys.
+    /// Describes `table`: columns, declared types, primary and unique keys, introspected
+    /// afresh.
     fn table_schema(&mut self, table: &str) -> Result<TableSchema, SideError>;
+
+    /// `table`'s schema as the connector keeps it for its reads and writes (introspected
+    /// again when the store says the schema changed, as the connector's writes do): cheap
+    /// enough to ask for every batch.
+    fn current_schema(&mut self, table: &str) -> Result<Arc<TableSchema>, SideError>;
 
     /// Applies `writes` in one transaction, tagged so the side's capture skips them.
     /// All or nothing: on [`SideError::Rejected`] nothing was kept.
@@ -119,20 +132,15 @@ pub trait ApplyBatch: Send {
     /// Like [`apply`](Self::apply), but first checks, inside the same transaction, that
     /// each write's row is as `expected` (one entry per write) and skips the writes whose
     /// row changed since the engine read it: an application's write that landed between
-    /// the engine's read and its write is never overwritten unseen. The default applies
-    /// everything unchecked, for connectors that cannot read inside their write
-    /// transaction.
+    /// the engine's read and its write is never overwritten unseen. Then reads back each
+    /// upserted row in the same transaction ([`CheckedApply::stored`]) and refuses a
+    /// write whose row does not hold what it set, by the columns' meaning
+    /// ([`check_stored`]): nothing is stored silently altered.
     fn apply_checked(
         &mut self,
         writes: &[RowWrite],
         expected: &[Expectation],
-    ) -> Result<CheckedApply, SideError> {
-        let _ = expected;
-        self.apply(writes).map(|report| CheckedApply {
-            report,
-            stale: Vec::new(),
-        })
-    }
+    ) -> Result<CheckedApply, SideError>;
 
     /// The whole row of `table` whose `key` columns have these values, if any. The
     /// columns must exist; more than one matching row is a
@@ -180,4 +188,64 @@ pub(crate) fn shared_key_columns(keys: &[RowImage]) -> Option<Vec<&String>> {
     let batched =
         keys.len() > 1 && !first.is_empty() && keys.iter().all(|key| key.keys().eq(first.keys()));
     batched.then(|| first.keys().collect())
+}
+
+/// Checks that `stored`, the row write `index` left (read back inside its transaction),
+/// holds every value the write set, by the meaning of each column ([`Fidelity::same`]).
+/// A column that would keep a value altered (a decimal beyond the digits or the scale it
+/// keeps, text beyond its length, an instant beyond its precision) makes it a
+/// [`SideError::Rejected`] naming the column, both values and why, so the batch rolls
+/// back and that write alone goes to the error queue.
+pub fn check_stored(
+    schema: &TableSchema,
+    index: usize,
+    write: &RowWrite,
+    stored: Option<&RowImage>,
+) -> Result<(), SideError> {
+    if write.op == WriteOp::Delete {
+        return Ok(());
+    }
+    let rejected = |message: String| SideError::Rejected {
+        index: Some(index),
+        table: write.table.clone(),
+        message,
+        dependency: false,
+    };
+    let Some(stored) = stored else {
+        return Err(rejected(format!(
+            "the row is not in {} after the write (a trigger or rule of the table removed \
+             or redirected it)",
+            write.table
+        )));
+    };
+    for (name, written) in write.key.iter().chain(&write.fields) {
+        let fidelity = schema
+            .column(name)
+            .map_or(Fidelity::Exact, |column| column.fidelity);
+        let kept = stored.get(name).unwrap_or(&Value::Null);
+        if !fidelity.same(written, kept) {
+            let declared = schema
+                .column(name)
+                .map_or("", |column| column.declared_type.as_str());
+            return Err(rejected(format!(
+                "column {name} ({declared}) would keep {} for {}: the column cannot hold \
+                 the value as it is, so it is not written (widen the column, or make the \
+                 map send a value it holds)",
+                shown(kept),
+                shown(written)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A value as messages show it: text and decimals as they are, others by debug form.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Text(text) | Value::Decimal(text) | Value::Json(text) => format!("{text:?}"),
+        Value::Null => "NULL".to_owned(),
+        Value::Integer(integer) => integer.to_string(),
+        Value::Float(float) => format!("{float:?}"),
+        other => format!("{other:?}"),
+    }
 }

@@ -23,7 +23,9 @@
 use mysql::prelude::Queryable;
 use mysql::{Params, Value as MyValue};
 
-use super::{ApplyBatch, ApplyReport, CheckedApply, Expectation, RowWrite, WriteEffect};
+use super::{
+    ApplyBatch, ApplyReport, CheckedApply, Expectation, RowWrite, WriteEffect, check_stored,
+};
 use crate::capture::mysql::values::{Codec, Source, read_value, write_value};
 use crate::capture::mysql::{MySession, MysqlOptions, MysqlTable, quote_ident};
 use crate::capture::{RowImage, SchemaError, SideError, TableSchema};
@@ -412,6 +414,10 @@ impl ApplyBatch for MysqlWriter {
         Ok(self.table(table)?.schema.clone())
     }
 
+    fn current_schema(&mut self, table: &str) -> Result<std::sync::Arc<TableSchema>, SideError> {
+        Ok(std::sync::Arc::new(self.table(table)?.schema.clone()))
+    }
+
     fn apply(&mut self, writes: &[RowWrite]) -> Result<ApplyReport, SideError> {
         self.apply_checked(writes, &[])
             .map(|checked| checked.report)
@@ -431,6 +437,22 @@ impl ApplyBatch for MysqlWriter {
         for (index, write) in writes.iter().enumerate() {
             let table = self.table(&write.table)?;
             let plan = plan_write(&table, index, write)?;
+            let readback = match write.op {
+                WriteOp::Delete => None,
+                WriteOp::Upsert => {
+                    let (condition, values) = key_condition(&table, &write.key, index)?;
+                    Some(Check {
+                        sql: format!(
+                            "SELECT {} FROM {} WHERE {condition}",
+                            select_list(&table.schema),
+                            quote_ident(&write.table)
+                        ),
+                        params: values,
+                        table: table.clone(),
+                        expected: None,
+                    })
+                }
+            };
             let check = match expected.get(index) {
                 Some(Some(expectation)) => {
                     let (condition, values) = key_condition(&table, &write.key, index)?;
@@ -447,13 +469,14 @@ impl ApplyBatch for MysqlWriter {
                 }
                 _ => None,
             };
-            plans.push((plan, check));
+            plans.push((plan, check, readback));
         }
         let name = self.session.options.name.clone();
         let conn = self.session.conn()?;
         let mut checked = CheckedApply::default();
         let mut failure: Option<(mysql::Error, Option<usize>)> = None;
         let mut collided: Option<usize> = None;
+        let mut altered: Option<SideError> = None;
         if let Err(error) = conn.query_drop("START TRANSACTION").and_then(|()| {
             conn.exec_drop(
                 "INSERT INTO _dualwrite_writes (name, writes) VALUES (?, 1) \
@@ -464,7 +487,7 @@ impl ApplyBatch for MysqlWriter {
             failure = Some((error, None));
         }
         if failure.is_none() {
-            for (index, (plan, check)) in plans.iter().enumerate() {
+            for (index, (plan, check, readback)) in plans.iter().enumerate() {
                 if let Some(check) = check {
                     let rows: Vec<mysql::Row> = match conn.exec(&check.sql, params(&check.params)) {
                         Ok(rows) => rows,
@@ -487,6 +510,7 @@ impl ApplyBatch for MysqlWriter {
                     if !as_expected {
                         checked.stale.push(index);
                         checked.report.effects.push(WriteEffect::Unchanged);
+                        checked.stored.push(None);
                         continue;
                     }
                 }
@@ -502,7 +526,37 @@ impl ApplyBatch for MysqlWriter {
                         break;
                     }
                 }
+                let Some(readback) = readback else {
+                    checked.stored.push(None);
+                    continue;
+                };
+                let rows: Vec<mysql::Row> = match conn.exec(&readback.sql, params(&readback.params))
+                {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        failure = Some((error, Some(index)));
+                        break;
+                    }
+                };
+                let stored = rows
+                    .into_iter()
+                    .next()
+                    .map(|row| decode_row(&readback.table, row));
+                if let Err(error) = check_stored(
+                    &readback.table.schema,
+                    index,
+                    &writes[index],
+                    stored.as_ref(),
+                ) {
+                    altered = Some(error);
+                    break;
+                }
+                checked.stored.push(stored);
             }
+        }
+        if let Some(error) = altered {
+            let _ = conn.query_drop("ROLLBACK");
+            return Err(error);
         }
         if let Some(index) = collided {
             let _ = conn.query_drop("ROLLBACK");

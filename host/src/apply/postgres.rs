@@ -24,7 +24,9 @@ use postgres::Statement;
 use postgres::error::SqlState;
 use postgres::types::Type;
 
-use super::{ApplyBatch, ApplyReport, RowWrite, WriteEffect};
+use super::{
+    ApplyBatch, ApplyReport, CheckedApply, Expectation, RowWrite, WriteEffect, check_stored,
+};
 use crate::capture::postgres::values::{value_from_text, value_to_text};
 use crate::capture::postgres::{PgSession, PostgresOptions, quote_ident};
 use crate::capture::{ColumnInfo, RowImage, SchemaError, SideError, TableSchema};
@@ -160,23 +162,6 @@ impl PostgresWriter {
                 dependency: *db.code() == SqlState::FOREIGN_KEY_VIOLATION,
             },
             (None, other) => other,
-        }
-    }
-}
-
-impl PostgresWriter {
-    fn finish(
-        &mut self,
-        failure: Option<(postgres::Error, Option<usize>)>,
-        effects: Vec<WriteEffect>,
-        writes: &[RowWrite],
-    ) -> Result<ApplyReport, SideError> {
-        match failure {
-            None => Ok(ApplyReport { effects }),
-            Some((error, index)) => {
-                let table = index.map_or("", |index| writes[index].table.as_str());
-                Err(self.write_failure(&error, index, table))
-            }
         }
     }
 }
@@ -379,19 +364,118 @@ fn plan_write(schema: &TableSchema, index: usize, write: &RowWrite) -> Result<Pl
     })
 }
 
-/// Runs the planned writes in one transaction: the effects, or the failure and the
-/// index of the write that failed (`None` at begin or commit).
-fn run_batch(
+/// `SELECT <row> FROM <table> WHERE <key>` for `write`'s key, and its parameters.
+fn key_read(
+    schema: &TableSchema,
+    index: usize,
+    write: &RowWrite,
+) -> Result<(String, Vec<Option<String>>), SideError> {
+    let table = write.table.as_str();
+    let infos: Vec<&ColumnInfo> = write
+        .key
+        .keys()
+        .map(|name| {
+            schema.column(name).ok_or_else(|| {
+                SideError::Schema(SchemaError::MissingColumns {
+                    table: table.to_owned(),
+                    missing: vec![name.clone()],
+                    available: schema.column_names(),
+                })
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let condition: Vec<String> = infos
+        .iter()
+        .enumerate()
+        .map(|(at, info)| format!("{} = {}", quote_ident(&info.name), cast(at + 1, info)))
+        .collect();
+    let params = texts(infos.iter().copied().zip(write.key.values()), index, table)?;
+    Ok((
+        format!(
+            "SELECT {} FROM {} WHERE {}",
+            select_list(schema),
+            quote_ident(table),
+            condition.join(" AND ")
+        ),
+        params,
+    ))
+}
+
+/// A planned write of a batch: its statements, its table, the keyed read that checks its
+/// row first (locked, when the engine expects something of it) and the one that reads it
+/// back after an upsert.
+struct Planned {
+    plan: Plan,
+    statements: Vec<Statement>,
+    schema: std::sync::Arc<TableSchema>,
+    /// `SELECT <row> ... WHERE <key> FOR UPDATE` and what the row must hold.
+    check: Option<(Statement, Option<RowImage>)>,
+    /// `SELECT <row> ... WHERE <key>`, for an upsert.
+    readback: Option<Statement>,
+    key_params: Vec<Option<String>>,
+}
+
+/// Why a batch's transaction did not commit.
+enum BatchFailure {
+    /// The server refused a statement (of write `index`, or at begin or commit).
+    Statement(postgres::Error, Option<usize>),
+    /// A write's row does not hold what it set ([`check_stored`]).
+    Altered(SideError),
+    /// A row the batch checks or writes changed after the transaction's snapshot: run it
+    /// again, so its checks see the change.
+    Concurrent,
+}
+
+/// Runs the planned writes in one `REPEATABLE READ` transaction: each write's row is
+/// checked (locked) against what the engine expects, then written, then read back. In
+/// that isolation a row an application changes between the snapshot and our write fails
+/// the statement instead of being overwritten unseen ([`BatchFailure::Concurrent`]).
+fn run_checked(
     client: &mut postgres::Client,
-    plans: &[(Plan, Vec<Statement>)],
-) -> (Vec<WriteEffect>, Option<(postgres::Error, Option<usize>)>) {
-    let mut effects = Vec::with_capacity(plans.len());
-    let mut transaction = match client.transaction() {
-        Ok(transaction) => transaction,
-        Err(error) => return (effects, Some((error, None))),
-    };
-    for (index, (plan, statements)) in plans.iter().enumerate() {
-        let result = match plan {
+    planned: &[Planned],
+    writes: &[RowWrite],
+) -> Result<CheckedApply, BatchFailure> {
+    let mut transaction = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .map_err(|error| BatchFailure::Statement(error, None))?;
+    let mut checked = CheckedApply::default();
+    for (index, planned) in planned.iter().enumerate() {
+        // A conflict with a row an application wrote since the snapshot: either the
+        // server's serialization failure, or (for a row the engine expects to be absent)
+        // the unique key it now collides with.
+        let failed = |error: postgres::Error| match error.code() {
+            Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => BatchFailure::Concurrent,
+            Some(code)
+                if *code == SqlState::UNIQUE_VIOLATION
+                    && matches!(planned.check, Some((_, None))) =>
+            {
+                BatchFailure::Concurrent
+            }
+            _ => BatchFailure::Statement(error, Some(index)),
+        };
+        if let Some((statement, expected)) = &planned.check {
+            let now = transaction
+                .query_opt(statement, &bind(&planned.key_params))
+                .map_err(failed)?
+                .map(|row| row_image(&row, &planned.schema));
+            let as_expected = match (expected, &now) {
+                (None, None) => true,
+                (Some(fields), Some(now)) => fields
+                    .iter()
+                    .all(|(column, value)| now.get(column) == Some(value)),
+                _ => false,
+            };
+            if !as_expected {
+                checked.stale.push(index);
+                checked.report.effects.push(WriteEffect::Unchanged);
+                checked.stored.push(None);
+                continue;
+            }
+        }
+        let statements = &planned.statements;
+        let changed = match &planned.plan {
             Plan::Single(step) => transaction
                 .execute(&statements[0], &bind(&step.params))
                 .map(|rows| rows > 0),
@@ -417,18 +501,37 @@ fn run_batch(
                     .execute(&statements[at + 1], &bind(&insert.params))
                     .map(|rows| rows > 0)
             })(),
-        };
-        match result {
-            Ok(true) => effects.push(WriteEffect::Changed),
-            Ok(false) => effects.push(WriteEffect::Unchanged),
-            Err(error) => return (effects, Some((error, Some(index)))),
         }
+        .map_err(failed)?;
+        checked.report.effects.push(if changed {
+            WriteEffect::Changed
+        } else {
+            WriteEffect::Unchanged
+        });
+        let stored = match &planned.readback {
+            None => None,
+            Some(statement) => {
+                let stored = transaction
+                    .query_opt(statement, &bind(&planned.key_params))
+                    .map_err(failed)?
+                    .map(|row| row_image(&row, &planned.schema));
+                check_stored(&planned.schema, index, &writes[index], stored.as_ref())
+                    .map_err(BatchFailure::Altered)?;
+                stored
+            }
+        };
+        checked.stored.push(stored);
     }
-    match transaction.commit() {
-        Ok(()) => (effects, None),
-        Err(error) => (effects, Some((error, None))),
-    }
+    transaction.commit().map_err(|error| match error.code() {
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => BatchFailure::Concurrent,
+        _ => BatchFailure::Statement(error, None),
+    })?;
+    Ok(checked)
 }
+
+/// How many times a batch runs again after a concurrent change of one of its rows
+/// before the conflict is reported as the target refusing it.
+const CONCURRENT_RETRIES: usize = 5;
 
 fn select_list(schema: &TableSchema) -> String {
     schema
@@ -483,20 +586,33 @@ impl ApplyBatch for PostgresWriter {
         Ok((*self.schema(table)?).clone())
     }
 
+    fn current_schema(&mut self, table: &str) -> Result<std::sync::Arc<TableSchema>, SideError> {
+        self.schema(table)
+    }
+
     fn apply(&mut self, writes: &[RowWrite]) -> Result<ApplyReport, SideError> {
+        self.apply_checked(writes, &[])
+            .map(|checked| checked.report)
+    }
+
+    fn apply_checked(
+        &mut self,
+        writes: &[RowWrite],
+        expected: &[Expectation],
+    ) -> Result<CheckedApply, SideError> {
         if writes.is_empty() {
-            return Ok(ApplyReport::default());
+            return Ok(CheckedApply::default());
         }
         self.ensure_origin()?;
         // Plan and prepare everything before the transaction opens.
-        let mut plans = Vec::with_capacity(writes.len());
+        let mut planned = Vec::with_capacity(writes.len());
         for (index, write) in writes.iter().enumerate() {
             let schema = self.schema(&write.table)?;
             let plan = plan_write(&schema, index, write)?;
             let prepare = |writer: &mut PostgresWriter, step: &Step| {
                 writer.prepare(&step.sql, step.params.len())
             };
-            let prepared = match &plan {
+            let statements = match &plan {
                 Plan::Single(step) => vec![prepare(self, step)?],
                 Plan::Partial {
                     update,
@@ -512,12 +628,54 @@ impl ApplyBatch for PostgresWriter {
                     statements
                 }
             };
-            plans.push((plan, prepared));
+            let (read, key_params) = key_read(&schema, index, write)?;
+            let check = match expected.get(index) {
+                Some(Some(expected)) => Some((
+                    self.prepare(&format!("{read} FOR UPDATE"), key_params.len())?,
+                    expected.clone(),
+                )),
+                _ => None,
+            };
+            let readback = match write.op {
+                WriteOp::Upsert => Some(self.prepare(&read, key_params.len())?),
+                WriteOp::Delete => None,
+            };
+            planned.push(Planned {
+                plan,
+                statements,
+                schema,
+                check,
+                readback,
+                key_params,
+            });
         }
-
-        let client = self.session.client()?;
-        let (effects, failure) = run_batch(client, &plans);
-        self.finish(failure, effects, writes)
+        let mut attempt = 0;
+        loop {
+            let client = self.session.client()?;
+            let failure = match run_checked(client, &planned, writes) {
+                Ok(checked) => return Ok(checked),
+                Err(BatchFailure::Concurrent) if attempt < CONCURRENT_RETRIES => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(BatchFailure::Concurrent) => {
+                    return Err(SideError::Rejected {
+                        index: None,
+                        table: String::new(),
+                        message: format!(
+                            "rows of the batch kept changing under it ({} attempts)",
+                            attempt + 1
+                        ),
+                        dependency: false,
+                    });
+                }
+                Err(BatchFailure::Altered(error)) => return Err(error),
+                Err(BatchFailure::Statement(error, index)) => (error, index),
+            };
+            let (error, index) = failure;
+            let table = index.map_or("", |index| writes[index].table.as_str());
+            return Err(self.write_failure(&error, index, table));
+        }
     }
 
     fn read_row(&mut self, table: &str, key: &RowImage) -> Result<Option<RowImage>, SideError> {

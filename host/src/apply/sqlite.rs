@@ -16,7 +16,9 @@ use std::path::Path;
 use rusqlite::types::ToSqlOutput;
 use rusqlite::{OptionalExtension as _, params_from_iter};
 
-use super::{ApplyBatch, ApplyReport, CheckedApply, Expectation, RowWrite, WriteEffect};
+use super::{
+    ApplyBatch, ApplyReport, CheckedApply, Expectation, RowWrite, WriteEffect, check_stored,
+};
 use crate::capture::sqlite::schema::quote_ident;
 use crate::capture::sqlite::values::{value_from_sql, value_to_sql};
 use crate::capture::sqlite::{SqliteDatabase, SqliteOptions};
@@ -61,6 +63,10 @@ const SET_MARKER: &str = "INSERT INTO _dualwrite_origin (id, active) VALUES (1, 
 impl ApplyBatch for SqliteWriter {
     fn table_schema(&mut self, table: &str) -> Result<TableSchema, SideError> {
         Ok((*self.schema(table)?).clone())
+    }
+
+    fn current_schema(&mut self, table: &str) -> Result<std::sync::Arc<TableSchema>, SideError> {
+        self.schema(table)
     }
 
     fn apply(&mut self, writes: &[RowWrite]) -> Result<ApplyReport, SideError> {
@@ -109,10 +115,21 @@ impl ApplyBatch for SqliteWriter {
                     if !as_expected {
                         checked.stale.push(index);
                         checked.report.effects.push(WriteEffect::Unchanged);
+                        checked.stored.push(None);
                         continue;
                     }
                 }
                 checked.report.effects.push(apply_one(db, index, write)?);
+                let stored = match write.op {
+                    WriteOp::Delete => None,
+                    WriteOp::Upsert => {
+                        let stored = read_in(db, &write.table, &write.key)?;
+                        let schema = db.table(&write.table)?;
+                        check_stored(&schema, index, write, stored.as_ref())?;
+                        stored
+                    }
+                };
+                checked.stored.push(stored);
             }
             if tagged {
                 set_marker(db, false)?;

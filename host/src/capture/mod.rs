@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::change::{ChangeOp, ErrorClass, Value, ValueKind};
+use crate::change::{ChangeOp, ErrorClass, Fidelity, Value, ValueKind};
 
 /// A row, or part of one (a key, the fields of a write): column name -> value.
 pub type RowImage = BTreeMap<String, Value>;
@@ -389,6 +389,9 @@ pub struct ColumnInfo {
     pub kind: ValueKind,
     /// The declared scale of a decimal column (`DECIMAL(18,2)` -> 2).
     pub scale: Option<u32>,
+    /// How the column keeps what is written to it: which values mean the same there
+    /// (see [`Fidelity`]).
+    pub fidelity: Fidelity,
     /// Declared NOT NULL.
     pub not_null: bool,
     /// Has a default value.
@@ -559,6 +562,7 @@ mod tests {
             declared_type: "TEXT".to_owned(),
             kind: ValueKind::Text,
             scale: None,
+            fidelity: Fidelity::Exact,
             not_null: false,
             has_default: false,
             generated,

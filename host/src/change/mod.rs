@@ -8,8 +8,10 @@
 //! it loads and refuses a mismatch.
 
 mod error;
+mod meaning;
 
 pub use error::{ErrorClass, SyncError, TrapReason};
+pub use meaning::Fidelity;
 
 use wasmtime::component::{ComponentType, Lift, Lower};
 

@@ -14,10 +14,12 @@
 //! already copied gets its newer values; a row read after its change already holds them,
 //! and re-applying is a no-op. Nothing is lost or regressed.
 
+use std::time::Duration;
+
 use anyhow::{Context, bail};
 
 use super::{Engine, process};
-use crate::capture::{Position, RowImage};
+use crate::capture::{Position, RowImage, SideError};
 use crate::change::{ChangeOp, Side};
 use crate::config::ConflictPolicy;
 use crate::state::{BatchCommit, InitialSyncStep, MapMode, MapState, MapTransition, StoredChange};
@@ -37,6 +39,9 @@ pub struct InitialSyncStatus {
     pub written: u64,
     /// Whether the map is done and live.
     pub complete: bool,
+    /// Why nothing was merged this time, when a side of the map is offline: the sync
+    /// waits (the live loop retries the side with backoff) and goes on where it was.
+    pub waiting: Option<String>,
 }
 
 impl Engine {
@@ -58,6 +63,11 @@ impl Engine {
                 return Ok(status);
             }
             self.step()?;
+            if status.waiting.is_some() {
+                // A side is offline: give it the time its retry takes, not a busy loop.
+                self.wait_for_changes();
+                std::thread::sleep(self.options.idle_wait.max(Duration::from_millis(50)));
+            }
         }
     }
 
@@ -118,22 +128,54 @@ impl Engine {
         let endpoint = plan.endpoint(side).clone();
         let source = self.side_index(&endpoint.side);
         let target = self.side_index(&plan.endpoint(side.other()).side);
+        let waiting = |reason: String| InitialSyncStatus {
+            map: map.to_owned(),
+            side,
+            rows_done: done_before,
+            rows_total: 0,
+            written: 0,
+            complete: false,
+            waiting: Some(reason),
+        };
+        // A side the map needs is offline: wait until the live loop has it back.
+        for at in [source, target] {
+            if let Some(offline) = &self.sides[at].offline {
+                return Ok(waiting(format!(
+                    "side {} is offline: {}",
+                    self.sides[at].name, offline.reason
+                )));
+            }
+        }
         let previous = side_progress(side);
         let after: Option<RowImage> = previous
             .as_ref()
             .and_then(|p| p.last_key.clone())
             .map(|key| endpoint.key.iter().cloned().zip(key).collect());
-        let total = match previous.as_ref().and_then(|p| p.rows_total) {
-            Some(total) => total,
-            None => self.sides[source]
-                .writer
-                .count_rows(&endpoint.entity)
-                .with_context(|| format!("map {map}: counting {}", endpoint.entity))?,
+        let read = (|| {
+            let total = match previous.as_ref().and_then(|p| p.rows_total) {
+                Some(total) => total,
+                None => self.sides[source].writer.count_rows(&endpoint.entity)?,
+            };
+            let rows = self.sides[source].writer.scan(
+                &endpoint.entity,
+                &endpoint.key,
+                after.as_ref(),
+                chunk,
+            )?;
+            Ok::<_, SideError>((total, rows))
+        })();
+        let (total, rows) = match read {
+            Ok(read) => read,
+            Err(error) if error.is_unavailable() => {
+                let reason = error.to_string();
+                self.mark_offline(source, reason.clone())?;
+                return Ok(waiting(reason));
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error)
+                    .context(format!("map {map}: reading {}", endpoint.entity)));
+            }
         };
-        let rows = self.sides[source]
-            .writer
-            .scan(&endpoint.entity, &endpoint.key, after.as_ref(), chunk)
-            .with_context(|| format!("map {map}: reading {}", endpoint.entity))?;
         let last_key = rows.last().map(|row| {
             endpoint
                 .key
@@ -175,7 +217,7 @@ impl Engine {
         }
         let mut commit = BatchCommit::default();
         let written = if changes.is_empty() {
-            0
+            Ok(0)
         } else {
             let store = self.store.clone();
             let (source_writer, target_writer) =
@@ -183,14 +225,30 @@ impl Engine {
             process::process(
                 &mut self.maps[index],
                 side,
-                process::BatchOrigin::InitialSync,
+                if side == master {
+                    process::BatchOrigin::InitialMaster
+                } else {
+                    process::BatchOrigin::InitialOther
+                },
                 &changes,
                 store.as_ref(),
                 &mut self.links,
                 (source_writer, target_writer),
                 &mut commit,
             )
-            .with_context(|| format!("map {map}: initial sync"))?
+        };
+        let written = match written {
+            Ok(written) => written,
+            // Nothing of the chunk was applied (one transaction) or recorded: it is
+            // merged again once the side is back.
+            Err(error) if error.is_unavailable() => {
+                let reason = error.to_string();
+                self.mark_offline(target, reason.clone())?;
+                return Ok(waiting(reason));
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!("map {map}: initial sync")));
+            }
         };
         let rows_done = previous.as_ref().map_or(0, |p| p.rows_done) + rows.len() as u64;
         commit.initial_sync.push(InitialSyncStep {
@@ -212,6 +270,7 @@ impl Engine {
             rows_total: total + other_total,
             written: written as u64,
             complete: false,
+            waiting: None,
         })
     }
 
@@ -246,6 +305,7 @@ impl Engine {
             rows_total: sum(&|p| p.rows_total.unwrap_or(p.rows_done)),
             written: 0,
             complete: true,
+            waiting: None,
         })
     }
 

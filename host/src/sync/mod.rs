@@ -525,7 +525,13 @@ impl Engine {
             }
         }
         for index in 0..self.maps.len() {
-            if self.maps[index].mode == MapMode::Running && self.maps[index].queued > 0 {
+            // An initializing map's live changes are applied as they come (see
+            // `initial.rs`), so the ones that had to wait in its queue (a side was
+            // offline) go on too: nothing waits behind the initial sync.
+            let mode = self.maps[index].mode;
+            if matches!(mode, MapMode::Running | MapMode::Initializing)
+                && self.maps[index].queued > 0
+            {
                 report.written += self.drain_queue(index)?;
             }
         }

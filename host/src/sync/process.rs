@@ -28,9 +28,10 @@ use chrono::Utc;
 use super::MapRun;
 use super::links::{CachedLink, LinkCache, key_id};
 use crate::apply::{ApplyBatch, Expectation, RowWrite};
-use crate::capture::{CapturedChange, RowImage, SideError};
+use crate::capture::{CapturedChange, RowImage, SideError, TableSchema};
 use crate::change::{
-    Change, ChangeOp, EntitySpec, ErrorClass, Side, SyncError, TrapReason, Value, Write, WriteOp,
+    Change, ChangeOp, EntitySpec, ErrorClass, Fidelity, Side, SyncError, TrapReason, Value, Write,
+    WriteOp,
 };
 use crate::config::{ConflictPolicy, Resolution};
 use crate::plugin::TransformResult;
@@ -158,12 +159,63 @@ fn plugin_row(image: &Image, spec: &EntitySpec) -> Vec<Value> {
         .collect()
 }
 
+/// How each column of a side keeps values, by name: what the engine's comparisons of a
+/// row as the side holds it with a value that travelled go by (see [`Fidelity`]).
+struct Columns(HashMap<String, Fidelity>);
+
+impl Columns {
+    /// The fidelity of every column of `schema`.
+    fn of(schema: &TableSchema) -> Columns {
+        Columns(
+            schema
+                .columns
+                .iter()
+                .map(|column| (column.name.clone(), column.fidelity))
+                .collect(),
+        )
+    }
+
+    /// Whether `a` and `b` mean the same in column `name` (a column the table no longer
+    /// has compares exactly).
+    fn same(&self, name: &str, a: &Value, b: &Value) -> bool {
+        self.0.get(name).copied().unwrap_or_default().same(a, b)
+    }
+
+    /// Whether `a` and `b` hold the same values in every declared field of `spec` (a
+    /// field an image lacks counts as NULL).
+    fn same_image(&self, a: &Image, b: &Image, spec: &EntitySpec) -> bool {
+        spec.fields.iter().all(|field| {
+            self.same(
+                &field.name,
+                a.get(&field.name).unwrap_or(&Value::Null),
+                b.get(&field.name).unwrap_or(&Value::Null),
+            )
+        })
+    }
+
+    /// Whether the row `current` differs from `base` on a field `base` holds: the side
+    /// changed the row since the last sync.
+    fn changed_since(&self, base: &Image, current: &RowImage) -> bool {
+        base.iter().any(|(name, value)| {
+            current
+                .get(name)
+                .is_some_and(|now| !self.same(name, now, value))
+        })
+    }
+}
+
 /// The ids of the declared fields whose value in `now` differs from `base`.
-fn changed_ids(now: &Image, base: &Image, spec: &EntitySpec) -> Vec<u32> {
+fn changed_ids(now: &Image, base: &Image, spec: &EntitySpec, columns: &Columns) -> Vec<u32> {
     spec.fields
         .iter()
         .enumerate()
-        .filter(|(_, field)| now.get(&field.name) != base.get(&field.name))
+        .filter(|(_, field)| {
+            !columns.same(
+                &field.name,
+                now.get(&field.name).unwrap_or(&Value::Null),
+                base.get(&field.name).unwrap_or(&Value::Null),
+            )
+        })
         .map(|(id, _)| id as u32)
         .collect()
 }
@@ -290,9 +342,22 @@ enum LinkOutcome {
 pub(crate) enum BatchOrigin {
     /// Captured changes, queued ones and retries: conflicts go by the map's policy.
     Live,
-    /// The initial sync's merge from the master side (then the other side's rows it did
-    /// not link): a row both sides hold unlinked takes the source's values.
-    InitialSync,
+    /// The initial sync's pass over the master side's rows: a row both sides hold
+    /// unlinked takes the master's values (the merge's rule, not a conflict).
+    InitialMaster,
+    /// The initial sync's pass over the other side's rows the master pass did not link:
+    /// a row the master side holds under the same key is the master's and is left as it
+    /// is (the plugin filtered or refused it in the master pass, or it was created there
+    /// since and its live change decides); only rows the master side lacks are written.
+    InitialOther,
+}
+
+impl BatchOrigin {
+    /// Whether the batch is one of the initial sync's passes (its rows were scanned just
+    /// before, so they need no read).
+    fn initial(self) -> bool {
+        self != BatchOrigin::Live
+    }
 }
 
 /// Processes one batch; see the module doc. Errors are only those of the target side
@@ -316,6 +381,8 @@ pub(crate) fn process(
     let target_endpoint = map.plan.endpoint(target_role).clone();
     let plugin_version = map.runner.plugin().hash().short();
     let map_name = map.plan.name.clone();
+    let source_columns = Columns::of(&*source.current_schema(&source_endpoint.entity)?);
+    let target_columns = Columns::of(&*writer.current_schema(&target_endpoint.entity)?);
 
     // Links as committed (the cache, else the store), by source key.
     let mut link_of = |key: &Key| -> Result<Option<Arc<CachedLink>>, SideError> {
@@ -347,8 +414,7 @@ pub(crate) fn process(
     // Each key's row as it is now, all read in one go; the initial sync's rows were
     // scanned just before (live changes made since then are captured and follow it), so
     // they need no read.
-    let scanned =
-        |group: &KeyGroup| origin == BatchOrigin::InitialSync && group.change.after.is_some();
+    let scanned = |group: &KeyGroup| origin.initial() && group.change.after.is_some();
     let to_read: Vec<RowImage> = groups
         .iter()
         .filter(|group| !scanned(group))
@@ -358,15 +424,15 @@ pub(crate) fn process(
     for (at, group) in groups.iter().enumerate() {
         let link = link_of(&group.key)?;
         let base = link.as_ref().map(|link| link.image(role));
-        let now = match (origin, &group.change.after) {
-            (BatchOrigin::InitialSync, Some(scanned)) => Some(scanned.clone()),
+        let now = match &group.change.after {
+            Some(scanned) if origin.initial() => Some(scanned.clone()),
             _ => rows_now.next().flatten(),
         }
         .map(|row| into_declared_image(row, &source_spec));
         let input = match (now, base) {
             // Exactly what was last synced: the engine's own write, a change of unmapped
             // columns, or changes that were undone.
-            (Some(now), Some(base)) if now == *base => {
+            (Some(now), Some(base)) if source_columns.same_image(&now, base, &source_spec) => {
                 if log_changes {
                     let mut note = GroupNote::new(
                         ActivityKind::Echo,
@@ -380,7 +446,10 @@ pub(crate) fn process(
             }
             (Some(now), base) => {
                 let (op, changed) = match base {
-                    Some(base) => (ChangeOp::Update, changed_ids(&now, base, &source_spec)),
+                    Some(base) => (
+                        ChangeOp::Update,
+                        changed_ids(&now, base, &source_spec, &source_columns),
+                    ),
                     None => (
                         ChangeOp::Insert,
                         (0..source_spec.fields.len() as u32).collect(),
@@ -550,7 +619,7 @@ pub(crate) fn process(
                 };
                 // Deleted here, changed there since the last sync: a conflict.
                 if let Some(view) = &link
-                    && changed_since(&view.target_image, &current)
+                    && target_columns.changed_since(&view.target_image, &current)
                 {
                     map.counters.conflicts += 1;
                     let outcome =
@@ -619,13 +688,17 @@ pub(crate) fn process(
             // conflict (below), or the link would record a value the target does not
             // hold and the sides would stay apart.
             if let Some(current) = &current
-                && fields
-                    .iter()
-                    .all(|(name, value)| current.get(name) == Some(value))
+                && fields.iter().all(|(name, value)| {
+                    current
+                        .get(name)
+                        .is_some_and(|now| target_columns.same(name, now, value))
+                })
                 && link.as_ref().is_none_or(|view| {
                     !view.target_image.iter().any(|(name, value)| {
                         !fields.contains_key(name)
-                            && current.get(name).is_some_and(|now| now != value)
+                            && current
+                                .get(name)
+                                .is_some_and(|now| !target_columns.same(name, now, value))
                     })
                 })
             {
@@ -633,7 +706,13 @@ pub(crate) fn process(
                     .as_ref()
                     .map(|view| view.target_image.clone())
                     .unwrap_or_else(|| current.clone());
-                target_image.extend(fields);
+                // What the target holds for these fields (the same values, perhaps in the
+                // column's own form), not the write's.
+                target_image.extend(
+                    fields
+                        .keys()
+                        .filter_map(|name| Some((name.clone(), current.get(name)?.clone()))),
+                );
                 link = Some(LinkView {
                     source_key: group.key.clone(),
                     target_key,
@@ -641,6 +720,26 @@ pub(crate) fn process(
                     target_image,
                 });
                 continue;
+            }
+            // The initial sync's second pass never writes over a row of the master side
+            // it finds unlinked: that row is the master's.
+            if origin == BatchOrigin::InitialOther && link.is_none() && current.is_some() {
+                map.counters.no_ops += 1;
+                commit.activity.push(change_activity(
+                    &map_name,
+                    role,
+                    ActivityKind::NoOp,
+                    change,
+                    &plugin_version,
+                    &format!(
+                        "{target_role} (the initial sync's master) holds this key unlinked \
+                         (its row was filtered or refused there, or created since): its row \
+                         is kept and this side's is not written over it"
+                    ),
+                ));
+                // Ends the group with its link as it was, like a failure.
+                failed = true;
+                break;
             }
             let mut fields = fields;
             let conflict = match (&link, &current) {
@@ -650,7 +749,9 @@ pub(crate) fn process(
                     RowImage::new(),
                 )),
                 // Both sides changed the row since the last sync.
-                (Some(view), Some(current)) if changed_since(&view.target_image, current) => {
+                (Some(view), Some(current))
+                    if target_columns.changed_since(&view.target_image, current) =>
+                {
                     Some((
                         "both sides changed the row since the last sync",
                         current.clone(),
@@ -740,6 +841,33 @@ pub(crate) fn process(
                 (None, Some(current)) => current.clone(),
                 (None, None) => Image::new(),
             };
+            // A field the target already holds by meaning (12.5 where it keeps 12.50) is
+            // not written: rewriting it would only change its form there. The link
+            // records the target's own value for it.
+            if let Some(current) = &current {
+                fields.retain(|name, value| {
+                    let held = current
+                        .get(name)
+                        .filter(|now| target_columns.same(name, now, value));
+                    match held {
+                        Some(now) if !target_endpoint.key.contains(name) => {
+                            target_image.insert(name.clone(), now.clone());
+                            false
+                        }
+                        _ => true,
+                    }
+                });
+                if fields.keys().all(|name| target_endpoint.key.contains(name)) {
+                    // Nothing left to write: the target holds all of it.
+                    link = Some(LinkView {
+                        source_key: group.key.clone(),
+                        target_key,
+                        source_image: source_image.clone(),
+                        target_image,
+                    });
+                    continue;
+                }
+            }
             target_image.extend(
                 fields
                     .iter()
@@ -837,6 +965,23 @@ pub(crate) fn process(
         match writer.apply_checked(&writes, &expected) {
             Ok(checked) => {
                 written = writes.len() - checked.stale.len();
+                // The links record what the target stored for the fields written (a
+                // column may keep a value in its own form: 12.50 as 12.5), so the row
+                // does not look changed there on the next look.
+                for ((write, owner), stored) in writes.iter().zip(&owners).zip(&checked.stored) {
+                    let (Some(stored), LinkOutcome::Set(view)) = (stored, &mut outcomes[*owner])
+                    else {
+                        continue;
+                    };
+                    if key_image(&target_endpoint.key, &view.target_key) != write.key {
+                        continue;
+                    }
+                    for name in write.key.keys().chain(write.fields.keys()) {
+                        if let Some(value) = stored.get(name) {
+                            view.target_image.insert(name.clone(), value.clone());
+                        }
+                    }
+                }
                 let mut stale_groups: Vec<usize> =
                     checked.stale.iter().map(|&index| owners[index]).collect();
                 stale_groups.dedup();
@@ -1036,13 +1181,6 @@ impl LinkView {
             self.target_image.clone()
         }
     }
-}
-
-/// Whether the target row differs from the image last synced to it, on the fields that
-/// image holds.
-fn changed_since(base: &Image, current: &RowImage) -> bool {
-    base.iter()
-        .any(|(name, value)| current.get(name).is_some_and(|now| now != value))
 }
 
 enum ConflictOutcome {

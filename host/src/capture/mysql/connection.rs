@@ -10,7 +10,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 
-use super::values::{Codec, codec_of};
+use super::values::{Codec, codec_of, fidelity_of_type};
 use crate::capture::{ColumnInfo, SchemaError, SideError, TableSchema};
 use crate::config::Secret;
 
@@ -305,10 +305,12 @@ impl MySession {
                 || extra_upper == "VIRTUAL"
                 || extra_upper == "PERSISTENT"
                 || extra_upper == "STORED";
+            let fidelity = fidelity_of_type(&data_type, &column_type, codec.kind());
             columns.push(ColumnInfo {
                 name,
                 declared_type: column_type,
                 kind: codec.kind(),
+                fidelity,
                 scale: matches!(codec, Codec::Decimal).then_some(scale.unwrap_or(0) as u32),
                 not_null: nullable == "NO",
                 has_default: default.is_some() || extra_upper.contains("AUTO_INCREMENT"),

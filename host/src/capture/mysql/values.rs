@@ -25,7 +25,7 @@
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use mysql::Value as MyValue;
 
-use crate::change::{Timestamp, Value, ValueKind};
+use crate::change::{Fidelity, Timestamp, Value, ValueKind};
 
 /// How a column's values are read and written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +183,26 @@ pub(crate) fn codec_of(data_type: &str, column_type: &str, json: bool) -> Codec 
         "enum" => Codec::Enum(members(original)),
         "set" => Codec::Set(members(original)),
         _ => Codec::Other,
+    }
+}
+
+/// How a column (`DATA_TYPE`, `COLUMN_TYPE`) keeps values of `kind`: `CHAR(n)` drops
+/// trailing spaces, `DATETIME(p)` and `TIMESTAMP(p)` keep `p` fractional digits (0 when
+/// not declared), `UUID` prints in lower case, JSON and numbers by value (see
+/// [`Fidelity`]).
+pub(crate) fn fidelity_of_type(data_type: &str, column_type: &str, kind: ValueKind) -> Fidelity {
+    let digits = || {
+        column_type
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .and_then(|(digits, _)| digits.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    match data_type.to_ascii_lowercase().as_str() {
+        "char" if kind == ValueKind::Text => Fidelity::Padded,
+        "uuid" => Fidelity::CaseInsensitive,
+        "datetime" | "timestamp" => Fidelity::Seconds { digits: digits() },
+        _ => Fidelity::of_kind(kind),
     }
 }
 

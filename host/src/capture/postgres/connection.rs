@@ -9,7 +9,7 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
-use super::values::kind_of_type;
+use super::values::{fidelity_of_type, kind_of_type};
 use crate::capture::{ColumnInfo, SchemaError, SideError, TableSchema};
 use crate::config::Secret;
 
@@ -242,6 +242,7 @@ impl PgSession {
                     declared_type: row.get(1),
                     kind,
                     scale,
+                    fidelity: fidelity_of_type(&base, kind),
                     not_null: row.get(3),
                     has_default: row.get(4),
                     generated: row.get(5),

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 
-use crate::change::{Timestamp, Value, ValueKind};
+use crate::change::{Fidelity, Timestamp, Value, ValueKind};
 
 /// The kind and decimal scale of a column from its type as `format_type` prints it
 /// (`numeric(18,2)`, `timestamp with time zone`, `character varying(40)`, ...).
@@ -39,6 +39,26 @@ pub(crate) fn kind_of_type(declared: &str) -> (ValueKind, Option<u32>) {
         _ => ValueKind::Any,
     };
     (kind, None)
+}
+
+/// How a column of the type `declared` (as `format_type` prints it, domains resolved to
+/// their base type) keeps values of `kind`: `character(n)` pads with spaces, `uuid` prints
+/// in lower case, `timestamp(p)` keeps `p` fractional digits (6 when not declared), JSON
+/// and numbers by value (see [`Fidelity`]).
+pub(crate) fn fidelity_of_type(declared: &str, kind: ValueKind) -> Fidelity {
+    let base = declared.split('(').next().unwrap_or_default().trim();
+    match base {
+        "character" | "bpchar" => Fidelity::Padded,
+        "uuid" => Fidelity::CaseInsensitive,
+        _ if base.starts_with("timestamp") => Fidelity::Seconds {
+            digits: declared
+                .split_once('(')
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .and_then(|(digits, _)| digits.trim().parse().ok())
+                .unwrap_or(6),
+        },
+        _ => Fidelity::of_kind(kind),
+    }
 }
 
 /// The kind of a built-in type by its oid, for columns the cached schema does not know

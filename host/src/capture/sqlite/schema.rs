@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension as _};
 
 use crate::capture::{ColumnInfo, SchemaError, TableSchema};
-use crate::change::ValueKind;
+use crate::change::{Fidelity, ValueKind};
 
 /// Names dualwrite reserves in a side's database (its change log, triggers, marker).
 pub(crate) const RESERVED_PREFIX: &str = "_dualwrite_";
@@ -130,6 +130,9 @@ pub(crate) fn introspect(conn: &Connection, table: &str) -> Result<TableSchema, 
             declared_type,
             kind,
             scale,
+            // SQLite keeps text and blobs as given and numbers by value (NUMERIC affinity
+            // turns '12.50' into 12.5); its timestamps are ISO text.
+            fidelity: Fidelity::of_kind(kind),
             not_null: row.get(2)?,
             has_default: row.get(3)?,
             generated: hidden >= 2,

@@ -284,6 +284,7 @@ mod tests {
 
     fn column(declared: &str, kind: ValueKind, scale: Option<u32>) -> ColumnInfo {
         ColumnInfo {
+            fidelity: crate::change::Fidelity::of_kind(kind),
             name: "c".to_owned(),
             declared_type: declared.to_owned(),
             kind,
