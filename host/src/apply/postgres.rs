@@ -13,6 +13,14 @@
 //! `INSERT` (which the target then rejects, as it should). Statements are prepared once
 //! per connection and cached.
 //!
+//! A batch runs in one `REPEATABLE READ` transaction: each write whose row the engine
+//! decided on is first read `FOR UPDATE` and skipped as stale when it is no longer as the
+//! engine saw it; each upsert is read back and refused when the row does not hold what
+//! it set ([`super::check_stored`]). A row an application changes after the
+//! transaction's snapshot fails the statement (serialization failure, or a unique key
+//! where the engine expected no row) rather than being overwritten unseen, and the batch
+//! runs again, so its checks see the change.
+//!
 //! The origin is set up on each new connection (`pg_replication_origin_session_setup`,
 //! which needs superuser or an explicit grant on PostgreSQL 15); a connection still
 //! holding it (a previous session not yet gone) reads as an unavailable side and is

@@ -6,13 +6,23 @@
 //! insert: where the other side holds the same key, only the fields that differ are
 //! written (the master wins); where it does not, the row is created. Then every row of
 //! the other side that is not linked yet (it had no partner on the master side) is
-//! written to the master side. Progress (the last key done per side, rows done and
-//! total) is committed with each chunk, so a crash resumes after the last chunk.
+//! written to the master side, unless the master side holds a row under that key: the
+//! master pass left it unlinked because the plugin filtered or refused it, or it was
+//! created there since (its live change decides, by the map's conflict policy), and
+//! either way it is the master's and is never written over. Progress (the last key done
+//! per side, rows done and total) is committed with each chunk, so a crash resumes after
+//! the last chunk.
 //!
-//! Live changes of the map are queued in its durable queue while it is initializing
-//! (other maps go on syncing) and applied in order when it finishes: a row the snapshot
-//! already copied gets its newer values; a row read after its change already holds them,
-//! and re-applying is a no-op. Nothing is lost or regressed.
+//! Live changes of the map keep flowing while it initializes (between chunks, like the
+//! other maps'; the ones that had to wait in its queue, a side being offline, drain as
+//! for a running map): sync is state-based, so a row the merge reaches later is compared
+//! with the link the live change left, and a row the merge read before its change gets
+//! the newer values from that change. Nothing is lost or regressed.
+//!
+//! A side that is unavailable during a chunk (a server down, a SQLite file locked past
+//! the busy timeout) goes offline with backoff as in live sync; nothing of the chunk is
+//! kept, and the merge waits ([`InitialSyncStatus::waiting`]) and goes on from the last
+//! committed chunk once the live loop has the side back.
 
 use std::time::Duration;
 

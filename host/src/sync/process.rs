@@ -17,6 +17,12 @@
 //! change captured before a later one, or before the engine itself wrote the row, never
 //! sends an old value, and a batch holding many changes of one key costs one plugin call
 //! and at most one write for it.
+//!
+//! What a side stores is the truth, not what the engine wrote: the link records the
+//! target's values as the connector read them back in the write's transaction, and every
+//! comparison of a row with a link image or a write goes by the column's [`Fidelity`]
+//! (a column that keeps 12.50 as 12.5 holds the same value). A field the target already
+//! holds by meaning is not written, so a normalized value never flows back.
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
