@@ -534,3 +534,90 @@ fn run_refuses_a_map_that_check_refuses() {
         "run names the check's code and the column:\n{stderr}"
     );
 }
+
+/// A map that copies a column into one that keeps less than it holds is refused before
+/// it runs, by `check` and by `run` alike: `numeric(20,4)` on the ERP (PostgreSQL) into
+/// `DECIMAL(10,2)` on the CRM (MariaDB) would round fraction digits and overflow integer
+/// digits, `varchar(50)` into `CHAR(5)` would cut text. Copies the other way (the CRM's
+/// narrower columns into the ERP's wider ones) are fine.
+#[test]
+fn a_copy_into_a_narrower_column_is_a_lossy_column() {
+    let erp = servers::PgDatabase::create("lossy_erp");
+    erp.client()
+        .batch_execute(
+            "CREATE TABLE items (item_no text PRIMARY KEY, code varchar(50), price numeric(20,4))",
+        )
+        .expect("erp table");
+    let crm = servers::MyDatabase::create("lossy_crm");
+    crm.exec(
+        "CREATE TABLE products (sku VARCHAR(20) PRIMARY KEY, code CHAR(5), amount DECIMAL(10,2))",
+    );
+    let deployment = Deployment::sound();
+    let map = |direction: &str| {
+        format!(
+            r#"
+data_dir = "state"
+plugins_dir = "plugins"
+
+[sides.erp]
+connector = "postgres"
+url = "{erp}"
+
+[sides.crm]
+connector = "mariadb"
+url = "{crm}"
+
+[maps.items]
+plugin = "declarative.wasm"
+erp = {{ side = "erp", entity = "items", key = ["item_no"] }}
+crm = {{ side = "crm", entity = "products", key = ["sku"] }}
+direction = "{direction}"
+conflict = {{ policy = "side-wins", winner = "erp" }}
+
+[maps.items.config]
+name = "items"
+erp = {{ entity = "items", key = ["item_no"] }}
+crm = {{ entity = "products", key = ["sku"] }}
+
+[[maps.items.config.fields]]
+erp = "item_no"
+crm = "sku"
+
+[[maps.items.config.fields]]
+erp = "code"
+crm = "code"
+
+[[maps.items.config.fields]]
+erp = "price"
+crm = "amount"
+kind = "decimal"
+"#,
+            erp = erp.url,
+            crm = crm.url
+        )
+    };
+    let (code, findings) = deployment.run_check(&map("both"));
+    assert_eq!(code, 1, "{findings:#?}");
+    assert_eq!(
+        codes(&findings),
+        ["schema.lossy_column", "schema.lossy_column"],
+        "{findings:#?}"
+    );
+    let messages: Vec<&str> = findings
+        .iter()
+        .map(|finding| finding["message"].as_str().expect("message"))
+        .collect();
+    assert!(
+        messages[0].contains("products.code (char(5))")
+            && messages[0].contains("50 characters into 5"),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[1].contains("products.amount (decimal(10,2))")
+            && messages[1].contains("4 fraction digits into 2"),
+        "{messages:#?}"
+    );
+    // Only towards the ERP: nothing is narrowed.
+    let (code, findings) = deployment.run_check(&map("to-erp"));
+    assert_eq!((code, findings.len()), (0, 0), "{findings:#?}");
+}

@@ -392,12 +392,85 @@ pub struct ColumnInfo {
     /// How the column keeps what is written to it: which values mean the same there
     /// (see [`Fidelity`]).
     pub fidelity: Fidelity,
+    /// The limits its declared type sets on what it holds, where the store enforces them.
+    pub capacity: Capacity,
     /// Declared NOT NULL.
     pub not_null: bool,
     /// Has a default value.
     pub has_default: bool,
     /// Computed by the store; read-only.
     pub generated: bool,
+}
+
+/// What a column holds without altering it, as far as its declared type says and the
+/// store enforces it (`None`: no declared limit). `dualwrite check` compares the columns a
+/// map copies between ([`crate::check`]); a value beyond what the column keeps that the
+/// schema did not foresee is refused at write time ([`crate::apply::check_stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capacity {
+    /// Most decimal digits of a number (`numeric(10,2)`: 10).
+    pub digits: Option<u32>,
+    /// Most fraction digits of a number (`numeric(10,2)`: 2).
+    pub scale: Option<u32>,
+    /// Most characters of a text (`varchar(40)`, `char(5)`).
+    pub chars: Option<u32>,
+}
+
+impl Capacity {
+    /// The limits in a declared type's parentheses: `numeric(10,2)`, `decimal(10)`,
+    /// `varchar(40)`, `character(5)`; nothing for other kinds or without them.
+    pub(crate) fn declared(kind: ValueKind, declared: &str) -> Capacity {
+        let inside = declared
+            .split_once('(')
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(inside, _)| inside);
+        let number = |text: &str| text.trim().parse::<u32>().ok();
+        match (kind, inside) {
+            (ValueKind::Decimal, Some(inside)) => match inside.split_once(',') {
+                Some((digits, scale)) => Capacity {
+                    digits: number(digits),
+                    scale: number(scale),
+                    chars: None,
+                },
+                None => Capacity {
+                    digits: number(inside),
+                    scale: Some(0),
+                    chars: None,
+                },
+            },
+            (ValueKind::Text, Some(inside)) => Capacity {
+                chars: number(inside),
+                ..Capacity::default()
+            },
+            _ => Capacity::default(),
+        }
+    }
+
+    /// Why a column of this capacity cannot hold every value of one of `source`'s,
+    /// if it cannot (both limits declared).
+    pub fn narrower_than(&self, source: &Capacity) -> Option<String> {
+        if let (Some(kept), Some(sent)) = (self.scale, source.scale)
+            && kept < sent
+        {
+            return Some(format!("{sent} fraction digits into {kept}"));
+        }
+        if let (Some(digits), Some(scale), Some(source_digits), Some(source_scale)) =
+            (self.digits, self.scale, source.digits, source.scale)
+            && digits.saturating_sub(scale) < source_digits.saturating_sub(source_scale)
+        {
+            return Some(format!(
+                "{} integer digits into {}",
+                source_digits.saturating_sub(source_scale),
+                digits.saturating_sub(scale)
+            ));
+        }
+        if let (Some(kept), Some(sent)) = (self.chars, source.chars)
+            && kept < sent
+        {
+            return Some(format!("{sent} characters into {kept}"));
+        }
+        None
+    }
 }
 
 impl TableSchema {
@@ -563,6 +636,7 @@ mod tests {
             kind: ValueKind::Text,
             scale: None,
             fidelity: Fidelity::Exact,
+            capacity: Capacity::default(),
             not_null: false,
             has_default: false,
             generated,
@@ -654,6 +728,58 @@ mod tests {
             Some([("id".to_owned(), Value::Integer(1))].into())
         );
         assert_eq!(change.row(), Some(&image(2, "b")));
+    }
+
+    #[test]
+    fn capacities_come_from_declared_types_and_compare_limit_by_limit() {
+        let numeric = Capacity::declared(ValueKind::Decimal, "numeric(10,2)");
+        assert_eq!(
+            numeric,
+            Capacity {
+                digits: Some(10),
+                scale: Some(2),
+                chars: None
+            }
+        );
+        let integer_only = Capacity::declared(ValueKind::Decimal, "decimal(12)");
+        assert_eq!(
+            (integer_only.digits, integer_only.scale),
+            (Some(12), Some(0))
+        );
+        assert_eq!(
+            Capacity::declared(ValueKind::Text, "character varying(40)").chars,
+            Some(40)
+        );
+        assert_eq!(
+            Capacity::declared(ValueKind::Text, "text"),
+            Capacity::default()
+        );
+        assert_eq!(
+            Capacity::declared(ValueKind::Decimal, "numeric"),
+            Capacity::default()
+        );
+
+        let wide = Capacity::declared(ValueKind::Decimal, "numeric(20,4)");
+        assert_eq!(
+            numeric.narrower_than(&wide).as_deref(),
+            Some("4 fraction digits into 2")
+        );
+        let more_integers = Capacity::declared(ValueKind::Decimal, "numeric(14,2)");
+        assert_eq!(
+            numeric.narrower_than(&more_integers).as_deref(),
+            Some("12 integer digits into 8")
+        );
+        assert_eq!(wide.narrower_than(&numeric), None);
+        // Without a declared limit on either side there is nothing to compare.
+        assert_eq!(numeric.narrower_than(&Capacity::default()), None);
+        assert_eq!(Capacity::default().narrower_than(&wide), None);
+        let short = Capacity::declared(ValueKind::Text, "char(5)");
+        let long = Capacity::declared(ValueKind::Text, "varchar(50)");
+        assert_eq!(
+            short.narrower_than(&long).as_deref(),
+            Some("50 characters into 5")
+        );
+        assert_eq!(long.narrower_than(&short), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::capture::mysql::{MysqlCapture, MysqlOptions};
 use crate::capture::postgres::{PostgresOptions, check_capture_prerequisites};
 use crate::capture::sqlite::SqliteOptions;
 use crate::capture::{SchemaError, SideError, TableSchema};
-use crate::change::{Descriptor, Side, ValueKind};
+use crate::change::{Descriptor, Direction, Side, ValueKind};
 use crate::config::{ConfigErrors, Connector, MapPlan, Plan};
 use crate::plugin::{LoadError, NoLookups, PluginRuntime, StartError};
 
@@ -80,6 +80,10 @@ pub const CODES: &[(&str, &str)] = &[
     (
         "schema.type_mismatch",
         "a mapped column's type cannot hold the kind of value the plugin maps to it",
+    ),
+    (
+        "schema.lossy_column",
+        "a column the map copies into keeps fewer digits, fraction digits or characters than the column it copies from",
     ),
     (
         "schema.unsupported",
@@ -247,6 +251,7 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
                 }
             }
         });
+        let mut schemas: Vec<TableSchema> = Vec::new();
         for role in [Side::Erp, Side::Crm] {
             let endpoint = map.endpoint(role);
             let Some((_, Some(writer))) =
@@ -261,6 +266,7 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
             match writer.table_schema(&endpoint.entity) {
                 Ok(schema) => {
                     findings.extend(map_fit_findings(map, descriptor.as_ref(), role, &schema));
+                    schemas.push(schema);
                 }
                 Err(error) => {
                     if let Some(descriptor) = &descriptor {
@@ -268,6 +274,73 @@ pub fn run(plan: &Plan, runtime: &PluginRuntime) -> Vec<Finding> {
                     }
                     findings.push(side_finding(&format!("{subject}, {role} side"), &error));
                 }
+            }
+        }
+        if let (Some(descriptor), [erp, crm]) = (&descriptor, schemas.as_slice()) {
+            findings.extend(capacity_findings(map, descriptor, erp, crm));
+        }
+    }
+    findings
+}
+
+/// The columns `map` copies from one side to the other where the target's declared type
+/// keeps less than the source's can hold (`numeric(20,4)` into `numeric(10,2)`,
+/// `varchar(50)` into `char(5)`): such values would be altered, so the map is refused
+/// before it runs. Only copies (a value map or a lookup sends other values) between
+/// columns whose limits are both declared; a value beyond a limit the schema does not
+/// state is refused at write time instead ([`crate::apply::check_stored`]).
+pub fn capacity_findings(
+    map: &MapPlan,
+    descriptor: &Descriptor,
+    erp: &TableSchema,
+    crm: &TableSchema,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for mapping in &descriptor.mappings {
+        let (Some(erp_field), Some(crm_field)) = (&mapping.erp_field, &mapping.crm_field) else {
+            continue;
+        };
+        if !mapping.transform.starts_with("copy") {
+            continue;
+        }
+        let (Some(erp_column), Some(crm_column)) = (erp.column(erp_field), crm.column(crm_field))
+        else {
+            continue;
+        };
+        let flows = [
+            (
+                Side::Erp,
+                Direction::ToCrm,
+                erp_column,
+                crm_column,
+                &crm.table,
+            ),
+            (
+                Side::Crm,
+                Direction::ToErp,
+                crm_column,
+                erp_column,
+                &erp.table,
+            ),
+        ];
+        for (source, towards, from, to, table) in flows {
+            if !map.flows_from(source)
+                || !(mapping.direction == towards || mapping.direction == Direction::Both)
+            {
+                continue;
+            }
+            if let Some(why) = to.capacity.narrower_than(&from.capacity) {
+                findings.push(Finding::new(
+                    "schema.lossy_column",
+                    format!("map {}, {} side", map.name, source.other()),
+                    format!(
+                        "{table}.{} ({}) cannot hold every value of {} ({}) the map copies \
+                         into it: {why}",
+                        to.name, to.declared_type, from.name, from.declared_type
+                    ),
+                    "widen the target column to hold what the source column holds, or \
+                     narrow the source column",
+                ));
             }
         }
     }

@@ -993,6 +993,7 @@ fn check_map_fits(
 ) -> anyhow::Result<()> {
     let descriptor = runner.descriptor();
     let mut findings = Vec::new();
+    let mut schemas = Vec::new();
     for role in [Side::Erp, Side::Crm] {
         let endpoint = map.endpoint(role);
         let Some(side) = sides.iter_mut().find(|side| side.name == endpoint.side) else {
@@ -1008,6 +1009,10 @@ fn check_map_fits(
             role,
             &schema,
         ));
+        schemas.push(schema);
+    }
+    if let [erp, crm] = schemas.as_slice() {
+        findings.extend(crate::check::capacity_findings(map, descriptor, erp, crm));
     }
     if !findings.is_empty() {
         let lines: Vec<String> = findings.iter().map(ToString::to_string).collect();

@@ -11,7 +11,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder};
 
 use super::values::{Codec, codec_of, fidelity_of_type};
-use crate::capture::{ColumnInfo, SchemaError, SideError, TableSchema};
+use crate::capture::{Capacity, ColumnInfo, SchemaError, SideError, TableSchema};
 use crate::config::Secret;
 
 /// How the MariaDB/MySQL connector reaches a side and names what it keeps there.
@@ -306,11 +306,13 @@ impl MySession {
                 || extra_upper == "PERSISTENT"
                 || extra_upper == "STORED";
             let fidelity = fidelity_of_type(&data_type, &column_type, codec.kind());
+            let capacity = Capacity::declared(codec.kind(), &column_type);
             columns.push(ColumnInfo {
                 name,
                 declared_type: column_type,
                 kind: codec.kind(),
                 fidelity,
+                capacity,
                 scale: matches!(codec, Codec::Decimal).then_some(scale.unwrap_or(0) as u32),
                 not_null: nullable == "NO",
                 has_default: default.is_some() || extra_upper.contains("AUTO_INCREMENT"),

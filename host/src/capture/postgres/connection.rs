@@ -10,7 +10,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls};
 
 use super::values::{fidelity_of_type, kind_of_type};
-use crate::capture::{ColumnInfo, SchemaError, SideError, TableSchema};
+use crate::capture::{Capacity, ColumnInfo, SchemaError, SideError, TableSchema};
 use crate::config::Secret;
 
 /// How the PostgreSQL connector reaches a side and names what it installs there.
@@ -243,6 +243,7 @@ impl PgSession {
                     kind,
                     scale,
                     fidelity: fidelity_of_type(&base, kind),
+                    capacity: Capacity::declared(kind, &base),
                     not_null: row.get(3),
                     has_default: row.get(4),
                     generated: row.get(5),

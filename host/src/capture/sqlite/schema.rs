@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension as _};
 
-use crate::capture::{ColumnInfo, SchemaError, TableSchema};
+use crate::capture::{Capacity, ColumnInfo, SchemaError, TableSchema};
 use crate::change::{Fidelity, ValueKind};
 
 /// Names dualwrite reserves in a side's database (its change log, triggers, marker).
@@ -133,6 +133,8 @@ pub(crate) fn introspect(conn: &Connection, table: &str) -> Result<TableSchema, 
             // SQLite keeps text and blobs as given and numbers by value (NUMERIC affinity
             // turns '12.50' into 12.5); its timestamps are ISO text.
             fidelity: Fidelity::of_kind(kind),
+            // SQLite enforces no declared length or precision.
+            capacity: Capacity::default(),
             not_null: row.get(2)?,
             has_default: row.get(3)?,
             generated: hidden >= 2,

@@ -285,6 +285,7 @@ mod tests {
     fn column(declared: &str, kind: ValueKind, scale: Option<u32>) -> ColumnInfo {
         ColumnInfo {
             fidelity: crate::change::Fidelity::of_kind(kind),
+            capacity: crate::capture::Capacity::default(),
             name: "c".to_owned(),
             declared_type: declared.to_owned(),
             kind,
