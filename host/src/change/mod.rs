@@ -7,6 +7,7 @@
 //! type in step with the WIT file; the runtime type-checks them against every component
 //! it loads and refuses a mismatch.
 
+pub mod codec;
 mod error;
 mod meaning;
 
