@@ -635,8 +635,18 @@ pub(crate) fn poll_visible(
 ) -> Result<(), SideError> {
     let started = std::time::Instant::now();
     let mut pause = VISIBLE_POLL_FIRST;
+    let mut looks = 0u32;
     loop {
+        looks += 1;
         let Some(waiting_for) = pending()? else {
+            if looks > 1 {
+                tracing::debug!(
+                    %url,
+                    looks,
+                    waited = ?started.elapsed(),
+                    "captured commits became visible after a wait"
+                );
+            }
             return Ok(());
         };
         let left = limit.saturating_sub(started.elapsed());
