@@ -49,7 +49,7 @@
 //!   its xid (from pgoutput's Begin, widened to 64 bits relative to the snapshot) is
 //!   below the `xmin` of `pg_current_snapshot()` on the capture's own session, or below
 //!   its `xmax` and not in progress. It then left the proc array before that snapshot,
-//!   so every later snapshot of every session sees it too (see [`visibility`]). Polled
+//!   so every later snapshot of every session sees it too (see `visibility.rs`). Polled
 //!   at once, then from 1 ms doubling to 50 ms; past the engine's limit the side counts
 //!   as unavailable and the batch is read again later, nothing acknowledged.
 //! - **Confirming.** An acknowledge records the new position in
@@ -894,7 +894,7 @@ impl CaptureStream for PostgresCapture {
     }
 
     /// Proves with `pg_current_snapshot()` that the transactions of the changes handed
-    /// out through `through` have left the proc array (see [`visibility`]).
+    /// out through `through` have left the proc array (see `visibility.rs`).
     fn await_visible(&mut self, through: Position, limit: Duration) -> Result<(), SideError> {
         let url = self.session.url().to_owned();
         super::poll_visible(&url, limit, || {
