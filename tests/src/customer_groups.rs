@@ -30,6 +30,15 @@ pub const PG_ERP_TABLE: &str = r#"CREATE TABLE "CustCustomerGroup" (
     "CLEARINGPERIODPAYMENTTERMNAME" text,
     PRIMARY KEY ("DATAAREAID", "CUSTOMERGROUPID"))"#;
 
+/// The ERP table on MariaDB: the same columns and key as [`ERP_TABLE`] (key text as
+/// `VARCHAR`), byte-wise compared like SQLite's text.
+pub const MARIADB_ERP_TABLE: &str = "CREATE TABLE CustCustomerGroup (
+    DATAAREAID VARCHAR(10) NOT NULL, CUSTOMERGROUPID VARCHAR(20) NOT NULL, DESCRIPTION TEXT,
+    ISSALESTAXINCLUDEDINPRICE VARCHAR(10), PAYMENTTERMID VARCHAR(20),
+    CLEARINGPERIODPAYMENTTERMNAME VARCHAR(20),
+    PRIMARY KEY (DATAAREAID, CUSTOMERGROUPID))
+    ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+
 /// The CRM table on MariaDB: the same columns, key and types as [`CRM_TABLE`] (key text
 /// as `VARCHAR(191)`, which an InnoDB key can hold whole in utf8mb4; the flag as
 /// `BOOLEAN`, a `TINYINT(1)`), byte-wise compared like SQLite's text.

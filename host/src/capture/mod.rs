@@ -3,12 +3,14 @@
 //! A connector turns the commits of its store (triggers, a write-ahead log, a binlog)
 //! into one ordered stream of [`CapturedChange`]s per side. The sync loop installs
 //! capture for the entities its maps cover ([`CaptureStream::install`]), reads bounded
-//! batches after its checkpoint ([`CaptureStream::read`]), sleeps in
-//! [`CaptureStream::wait`] until a commit by anyone arrives, and, once the writes a batch
-//! caused and the checkpoint are durable, [`CaptureStream::acknowledge`]s it so the store
-//! may drop what it kept for us. Nothing leaves the stream before it is acknowledged, so
-//! redelivery after a crash is the normal case and the writes on the other side are
-//! idempotent (see [`crate::apply`]).
+//! batches after its checkpoint ([`CaptureStream::read`]), makes sure a batch's commits
+//! are visible to reads of the side before it decides anything from a read
+//! ([`CaptureStream::await_visible`]), sleeps in [`CaptureStream::wait`] until a commit
+//! by anyone arrives, and, once the writes a batch caused and the checkpoint are
+//! durable, [`CaptureStream::acknowledge`]s it so the store may drop what it kept for
+//! us. Nothing leaves the stream before it is acknowledged, so redelivery after a crash
+//! is the normal case and the writes on the other side are idempotent (see
+//! [`crate::apply`]).
 //!
 //! Row images are column name -> [`Value`] ([`RowImage`]): every column of the table, not
 //! only the mapped ones, so several maps can share an entity and field-level deltas can
@@ -179,6 +181,21 @@ pub trait CaptureStream: Send {
 
     /// Up to `limit` changes strictly after `after`, in commit order.
     fn read(&mut self, after: Position, limit: usize) -> Result<Vec<CapturedChange>, SideError>;
+
+    /// Blocks until every change this stream handed out at or before `through` is
+    /// visible to reads the side starts from now on (any session), or `limit` passes
+    /// ([`SideError::Unavailable`] naming what it waited for; nothing is lost, the
+    /// changes are handed out again).
+    ///
+    /// A log-based capture can receive a commit before the store makes it visible to
+    /// other sessions; the engine re-reads each captured row and would take a read that
+    /// predates the commit for an echo. It calls this on every batch before deciding
+    /// anything. Default: nothing to wait for (a store whose changes are read only after
+    /// their commit, as SQLite's trigger-written log).
+    fn await_visible(&mut self, through: Position, limit: Duration) -> Result<(), SideError> {
+        let _ = (through, limit);
+        Ok(())
+    }
 
     /// Blocks until a change after `after` is committed (by any process) or `timeout`
     /// passes; `true` when there is something to read. Returns within milliseconds of
@@ -603,6 +620,51 @@ pub(crate) fn has_after(buffer: &ChangeBuffer, after: Position) -> bool {
     buffer.back().is_some_and(|(position, _)| *position > after)
 }
 
+/// First and longest pause between two looks of [`poll_visible`].
+const VISIBLE_POLL_FIRST: Duration = Duration::from_millis(1);
+const VISIBLE_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Asks `pending` until it names nothing more to wait for (`Ok(None)`): at once, then
+/// after 1 ms, doubling up to 50 ms, until `limit` has passed. Then the side is
+/// unavailable, the message naming the last thing `pending` waited for. The streaming
+/// captures' [`CaptureStream::await_visible`] loop.
+pub(crate) fn poll_visible(
+    url: &str,
+    limit: Duration,
+    mut pending: impl FnMut() -> Result<Option<String>, SideError>,
+) -> Result<(), SideError> {
+    let started = std::time::Instant::now();
+    let mut pause = VISIBLE_POLL_FIRST;
+    let mut looks = 0u32;
+    loop {
+        looks += 1;
+        let Some(waiting_for) = pending()? else {
+            if looks > 1 {
+                tracing::debug!(
+                    %url,
+                    looks,
+                    waited = ?started.elapsed(),
+                    "captured commits became visible after a wait"
+                );
+            }
+            return Ok(());
+        };
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(SideError::Unavailable {
+                message: format!(
+                    "{url}: {waiting_for} was captured but is still not visible to other \
+                     sessions after {limit:?} (a commit held between its log write and its \
+                     visibility, e.g. by synchronous replication); its changes are read \
+                     again later"
+                ),
+            });
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(VISIBLE_POLL_MAX);
+    }
+}
+
 /// The next message from a reader thread's channel, waiting up to `timeout` (not at all
 /// when zero): `Ok(None)` when nothing came, `Err(())` when the reader is gone.
 pub(crate) fn receive<T>(
@@ -780,6 +842,37 @@ mod tests {
             Some("50 characters into 5")
         );
         assert_eq!(long.narrower_than(&short), None);
+    }
+
+    #[test]
+    fn visibility_polls_until_nothing_is_pending_or_the_limit_passes() {
+        let mut looks = 0;
+        let proven = poll_visible("db", Duration::from_secs(60), || {
+            looks += 1;
+            Ok((looks < 4).then(|| "transaction 7".to_owned()))
+        });
+        assert_eq!(proven, Ok(()));
+        assert_eq!(looks, 4, "looked again until nothing was pending");
+
+        let held = poll_visible("db", Duration::from_millis(5), || {
+            Ok(Some("transaction 7".to_owned()))
+        });
+        let Err(SideError::Unavailable { message }) = held else {
+            panic!("not unavailable: {held:?}");
+        };
+        assert!(message.contains("db: transaction 7"), "{message}");
+
+        let failed = poll_visible("db", Duration::from_secs(60), || {
+            Err(SideError::Unavailable {
+                message: "gone".to_owned(),
+            })
+        });
+        assert_eq!(
+            failed,
+            Err(SideError::Unavailable {
+                message: "gone".to_owned()
+            })
+        );
     }
 
     #[test]

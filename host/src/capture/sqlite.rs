@@ -42,6 +42,12 @@
 //!   ever 1 inside the engine's own transaction, so no other writer's change is skipped.
 //!   (Side effects of the engine's writes inside the target, such as cascading deletes or
 //!   the application's own triggers, are not captured either.)
+//! - **Visibility.** A change is in the log only once the transaction that wrote it (the
+//!   triggers run inside the application's own transaction) has committed, and the
+//!   capture finds it with a read that starts after that commit. Every read the engine
+//!   starts later, on any connection, begins after that commit too and sees it, so a
+//!   re-read of the row never predates the change:
+//!   [`CaptureStream::await_visible`] has nothing to wait for (the trait's default).
 //! - **Schema changes.** The triggers list the columns; when the table changes
 //!   (`ALTER TABLE`), the next read or wait rebuilds them. A change made in the instant
 //!   between the `ALTER` and the rebuild lacks the new column. `DROP COLUMN` of a captured

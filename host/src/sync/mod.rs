@@ -88,6 +88,10 @@ pub struct EngineOptions {
     pub first_retry: Duration,
     /// How often due retries are looked for.
     pub retry_scan: Duration,
+    /// Longest a step waits for the changes it read to be visible to reads of their side
+    /// ([`CaptureStream::await_visible`]); past it the side goes offline and the changes
+    /// are read again after the backoff.
+    pub visible_wait: Duration,
 }
 
 impl Default for EngineOptions {
@@ -99,6 +103,7 @@ impl Default for EngineOptions {
             max_backoff: Duration::from_secs(30),
             first_retry: Duration::from_secs(5),
             retry_scan: Duration::from_secs(1),
+            visible_wait: Duration::from_secs(10),
         }
     }
 }
@@ -695,6 +700,12 @@ impl Engine {
         let Some(last) = changes.last().map(|change| change.position) else {
             return Ok(StepReport::default());
         };
+        // Every decision below, queued ones included, rests on reads of the source that
+        // must not predate these commits.
+        self.sides[index]
+            .capture
+            .await_visible(last, self.options.visible_wait)
+            .map_err(|error| StepError::from_side(index, error))?;
         let captured = changes.len();
         let mut commit = BatchCommit::default();
         let mut written = 0;

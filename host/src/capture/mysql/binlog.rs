@@ -122,6 +122,15 @@ pub(crate) fn split_file_name(name: &str) -> Option<(String, u64)> {
     Some((base.to_owned(), number.parse().ok()?))
 }
 
+/// The sequence of a binlog position given as file name and offset (MariaDB's
+/// `Binlog_snapshot_file` and `Binlog_snapshot_position`); `None` when the name has no
+/// number or the offset is not one.
+pub(crate) fn sequence_of(file: &str, offset: &str) -> Option<u64> {
+    let (_, number) = split_file_name(file)?;
+    let offset: u64 = offset.trim().parse().ok()?;
+    (offset <= 0xFFFF_FFFF).then(|| sequence(number, offset))
+}
+
 impl BinlogReader {
     /// Starts a reader thread for `start`.
     pub(crate) fn spawn(options: &MysqlOptions, start: ReaderStart) -> Result<Self, SideError> {

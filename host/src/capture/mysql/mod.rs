@@ -35,6 +35,25 @@
 //!   forget (the server purges by age), so acknowledging only moves the resume hint;
 //!   a restart asks the server for the log from the checkpoint's transaction and skips
 //!   what was acknowledged.
+//! - **No decision from a stale read.** The server writes a transaction to the binary
+//!   log, and sends it to the reader, before InnoDB makes its commit visible to other
+//!   sessions (for as long as a semi-synchronous primary waits for a replica's
+//!   acknowledgement with `AFTER_SYNC`, otherwise an instant), and the engine decides
+//!   from a fresh read of each captured row. So before the engine reads,
+//!   [`MysqlCapture::await_visible`] takes a consistent snapshot on the capture's own
+//!   session (`START TRANSACTION WITH CONSISTENT SNAPSHOT`, then
+//!   `SHOW STATUS LIKE 'Binlog_snapshot_%'`, then `COMMIT`): MariaDB gives the log
+//!   position that matches the snapshot exactly (it takes both under the lock that
+//!   orders commits), so every transaction that starts in the log before it is in the
+//!   snapshot, and a transaction committed in a read view is in every read view made
+//!   later, by any session (it left InnoDB's list of active transactions first). The
+//!   engine's reads are autocommit statements, each with a read view made when it
+//!   starts. The batch waits until its last transaction starts before that position
+//!   (polled at once, then from 1 ms doubling to 50 ms; past the engine's limit the
+//!   side counts as unavailable and the batch is read again later, nothing
+//!   acknowledged); a position proven once covers every later batch before it without
+//!   a query. MySQL has no such status variables: its capture is refused
+//!   (`mysql.no_snapshot_position`) rather than run without the proof.
 //! - **Types**: see [`values`] (exact decimals, unsigned integers, ENUM/SET labels,
 //!   DATETIME as local date-times, TIMESTAMP as instants, MariaDB's JSON).
 //! - **Availability.** A connectivity fault (refused, killed, a stream silent for three
@@ -45,7 +64,8 @@
 //!   10.5+) and `CREATE` on the database, and a primary key on every captured table, in
 //!   a transactional engine (InnoDB); each missing one is a [`SideError::Refused`] with
 //!   its own code (`mysql.binlog_off`, `mysql.binlog_format`, `mysql.binlog_row_image`,
-//!   `mysql.missing_privilege`, `mysql.no_primary_key`, `mysql.not_transactional`).
+//!   `mysql.missing_privilege`, `mysql.no_primary_key`, `mysql.not_transactional`); and
+//!   MariaDB, not MySQL (`mysql.no_snapshot_position`, see above).
 
 mod binlog;
 mod connection;
@@ -62,7 +82,7 @@ use mysql::{BinlogDumpFlags, BinlogRequest, Conn};
 
 use self::binlog::{
     BinlogReader, Delivery, MARKER_TABLE, RawChange, ReaderStart, file_and_offset, sequence,
-    split_file_name,
+    sequence_of, split_file_name,
 };
 use self::values::{Source, read_value};
 use super::{
@@ -121,6 +141,10 @@ pub struct MysqlCapture {
     /// What `_dualwrite_streams` holds: (acknowledged, resume).
     recorded: (Position, u64),
     last_record: Option<Instant>,
+    /// Every transaction that starts in the log before this sequence is visible to every
+    /// read started from now on (a consistent snapshot said so; see
+    /// [`await_visible`](CaptureStream::await_visible)).
+    visible_before: u64,
 }
 
 impl MysqlCapture {
@@ -140,6 +164,7 @@ impl MysqlCapture {
             resume: 0,
             recorded: (Position::START, 0),
             last_record: None,
+            visible_before: 0,
         }
     }
 
@@ -149,6 +174,49 @@ impl MysqlCapture {
 
     fn url(&self) -> String {
         self.session.url().to_owned()
+    }
+
+    /// The log position of a consistent snapshot taken now, as a sequence: every
+    /// transaction that starts before it is visible to the snapshot, none after.
+    /// MariaDB gives it (`Binlog_snapshot_file`, `Binlog_snapshot_position`) for a
+    /// transaction started `WITH CONSISTENT SNAPSHOT`; a server without them (MySQL)
+    /// is refused (`mysql.no_snapshot_position`).
+    fn snapshot_position(&mut self) -> Result<u64, SideError> {
+        let status: Vec<(String, String)> = self.session.run(|conn| {
+            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")?;
+            let status = conn.query("SHOW STATUS LIKE 'Binlog\\_snapshot\\_%'");
+            let committed = conn.query_drop("COMMIT");
+            let status = status?;
+            committed.map(|()| status)
+        })?;
+        let value = |name: &str| {
+            status
+                .iter()
+                .find(|(variable, _)| variable.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.as_str())
+        };
+        let url = self.url();
+        let (Some(file), Some(offset)) = (
+            value("Binlog_snapshot_file"),
+            value("Binlog_snapshot_position"),
+        ) else {
+            return Err(SideError::Refused {
+                code: "mysql.no_snapshot_position",
+                message: format!(
+                    "{url}: the server has no Binlog_snapshot_file/Binlog_snapshot_position \
+                     status (MySQL has not, MariaDB has): without them the capture cannot \
+                     prove that a change it read from the binary log is visible to other \
+                     sessions yet, and would risk taking a change for an echo. Use MariaDB"
+                ),
+            });
+        };
+        sequence_of(file, offset).ok_or_else(|| SideError::Refused {
+            code: "mysql.binlog_error",
+            message: format!(
+                "{url}: the consistent snapshot's binary log position {file}:{offset} cannot \
+                 be read"
+            ),
+        })
     }
 
     /// Checks, without changing anything, what binlog capture needs of the server: the
@@ -214,6 +282,7 @@ impl MysqlCapture {
                 ),
             });
         }
+        self.snapshot_position()?;
         let status = self
             .session
             .run(|conn| conn.query_first::<mysql::Row, _>("SHOW MASTER STATUS"));
@@ -647,6 +716,7 @@ impl CaptureStream for MysqlCapture {
         self.reader = None;
         self.buffer.clear();
         self.boundaries.clear();
+        self.visible_before = 0;
         tracing::info!(tables = self.tables.len(), %stream_id, "MariaDB capture installed");
         Ok(CaptureInfo {
             stream_id,
@@ -670,6 +740,27 @@ impl CaptureStream for MysqlCapture {
             }
         }
         super::buffered(&self.buffer, after, limit)
+    }
+
+    /// Proves with a consistent snapshot's log position that the transaction of
+    /// `through` (and so every one before it) is visible to reads started from now on.
+    fn await_visible(&mut self, through: Position, limit: Duration) -> Result<(), SideError> {
+        let url = self.url();
+        super::poll_visible(&url, limit, || {
+            if through.sequence < self.visible_before {
+                return Ok(None);
+            }
+            self.visible_before = self.visible_before.max(self.snapshot_position()?);
+            Ok((through.sequence >= self.visible_before).then(|| {
+                let (file, offset) = file_and_offset(
+                    self.record
+                        .as_ref()
+                        .map_or("binlog", |record| &record.basename),
+                    through.sequence,
+                );
+                format!("the transaction at {file}:{offset}")
+            }))
+        })
     }
 
     fn wait(&mut self, after: Position, timeout: Duration) -> Result<bool, SideError> {
@@ -737,6 +828,7 @@ impl CaptureStream for MysqlCapture {
         self.floor = Position::START;
         self.resume = 0;
         self.recorded = (Position::START, 0);
+        self.visible_before = 0;
         tracing::info!(stream = %name, "MariaDB capture uninstalled");
         Ok(())
     }
@@ -767,6 +859,15 @@ mod tests {
             Some(("mysql-bin".to_owned(), 12))
         );
         assert_eq!(split_file_name("nonumber"), None);
+        // A consistent snapshot's position, as SHOW STATUS gives it.
+        assert_eq!(
+            sequence_of("mysql-bin.000012", "345"),
+            Some(sequence(12, 345))
+        );
+        assert!(sequence_of("mysql-bin.000012", "345") > Some(sequence(11, 4_000_000)));
+        assert_eq!(sequence_of("mysql-bin", "345"), None);
+        assert_eq!(sequence_of("mysql-bin.000012", ""), None);
+        assert_eq!(sequence_of("mysql-bin.000012", "4294967296"), None);
         assert_eq!(
             default_name("erp", "ERP side-1"),
             "dualwrite_erp_ERP_side_1"

@@ -41,6 +41,17 @@
 //!   transactions (PostgreSQL 15 has no `origin = none` option yet) and the capture
 //!   drops them whole. Everyone else's transactions, replicated ones included, are
 //!   captured.
+//! - **No decision from a stale read.** The walsender sends a transaction once its
+//!   commit record is flushed, which can be before other sessions see it (the backend
+//!   waits for a synchronous standby, or has not left the proc array yet), and the
+//!   engine decides from a fresh read of each captured row. So before the engine reads,
+//!   [`PostgresCapture::await_visible`] proves every transaction of the batch visible:
+//!   its xid (from pgoutput's Begin, widened to 64 bits relative to the snapshot) is
+//!   below the `xmin` of `pg_current_snapshot()` on the capture's own session, or below
+//!   its `xmax` and not in progress. It then left the proc array before that snapshot,
+//!   so every later snapshot of every session sees it too (see `visibility.rs`). Polled
+//!   at once, then from 1 ms doubling to 50 ms; past the engine's limit the side counts
+//!   as unavailable and the batch is read again later, nothing acknowledged.
 //! - **Confirming.** An acknowledge records the new position in
 //!   `_dualwrite_streams` (a committed `UPDATE`, at most every 200 ms) and only then
 //!   lets the stream report it to the server, so the slot never moves past what the
@@ -56,14 +67,16 @@
 //!   `uuid` (text), `json`/`jsonb`, `bytea`; anything else as its text.
 //! - **Availability.** A connectivity fault is [`SideError::Unavailable`] and the next
 //!   call connects again; the slot kept everything meanwhile.
-//! - **Needs** `wal_level = logical`, a role with `REPLICATION` (or superuser), `CREATE`
-//!   on the database and ownership of the tables, and a primary key on every captured
-//!   table; each missing one is a [`SideError::Refused`] with its own code.
+//! - **Needs** PostgreSQL 13 or later (`pg_current_snapshot`, `gen_random_uuid`), and
+//!   `wal_level = logical`, a role with `REPLICATION` (or superuser), `CREATE` on the
+//!   database and ownership of the tables, and a primary key on every captured table;
+//!   each of these missing is a [`SideError::Refused`] with its own code.
 
 mod connection;
 pub(crate) mod pgoutput;
 mod stream;
 pub(crate) mod values;
+mod visibility;
 
 pub(crate) use connection::PgSession;
 pub use connection::quote_ident;
@@ -76,6 +89,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use self::pgoutput::{Datum, Message, Relation, Tuple};
 use self::stream::{Delivery, Event, ReplicationStream};
 use self::values::{kind_of_oid, value_from_text};
+use self::visibility::Snapshot;
 use super::{
     CaptureInfo, CaptureStream, CaptureTable, CapturedChange, Position, RowImage, SchemaError,
     SideError, TableSchema,
@@ -125,6 +139,9 @@ pub struct PostgresCapture {
     /// Changes decoded after `floor` and not acknowledged, in order; one that cannot be
     /// read is kept as why.
     buffer: super::ChangeBuffer,
+    /// Transactions with changes in `buffer` not yet proven visible to other sessions:
+    /// (commit LSN, 32-bit xid), in stream order (see [`visibility`]).
+    unproven: VecDeque<(u64, u32)>,
     /// The stream hands out the changes after this position.
     floor: Position,
     /// The end of the last transaction that held nothing for the engine (only the
@@ -147,6 +164,8 @@ struct Decoder {
     relations: HashMap<u32, (Relation, Option<Arc<TableSchema>>)>,
     /// The open transaction: (commit LSN, commit time).
     transaction: Option<(u64, i64)>,
+    /// The open transaction's id (32 bits).
+    xid: u32,
     /// Whether the open transaction is the engine's own write.
     ours: bool,
     /// The index the open transaction's next change gets.
@@ -169,6 +188,7 @@ impl PostgresCapture {
             stream: None,
             decoder: Decoder::default(),
             buffer: VecDeque::new(),
+            unproven: VecDeque::new(),
             floor: Position::START,
             idle_commit: None,
             idle_heartbeat: None,
@@ -282,6 +302,7 @@ impl PostgresCapture {
         self.stream = None;
         self.catch_up_to = None;
         self.buffer.clear();
+        self.unproven.clear();
         self.decoder = Decoder::default();
         self.idle_commit = None;
         self.idle_heartbeat = None;
@@ -318,8 +339,10 @@ impl PostgresCapture {
             Event::Begin {
                 final_lsn,
                 commit_time,
+                xid,
             } => {
                 self.decoder.transaction = Some((final_lsn, commit_time));
+                self.decoder.xid = xid;
                 self.decoder.ours = false;
                 self.decoder.index = 0;
             }
@@ -349,8 +372,7 @@ impl PostgresCapture {
             Event::Undecodable(message) => {
                 let position = self.next_position();
                 if position > self.floor {
-                    self.buffer.push_back((position, Err(message)));
-                    self.idle_commit = None;
+                    self.hand_out(position, Err(message));
                 }
             }
             Event::Message(message) => self.take_message(message)?,
@@ -416,10 +438,24 @@ impl PostgresCapture {
         };
         self.decoder.index += 1;
         if position > self.floor {
-            self.buffer.push_back((position, entry));
-            self.idle_commit = None;
+            self.hand_out(position, entry);
         }
         Ok(())
+    }
+
+    /// Buffers a change of the open transaction for the engine; the transaction is then
+    /// to be proven visible before the engine reads its rows.
+    fn hand_out(&mut self, position: Position, entry: Result<CapturedChange, String>) {
+        if self
+            .unproven
+            .back()
+            .is_none_or(|(lsn, _)| *lsn != position.sequence)
+        {
+            self.unproven
+                .push_back((position.sequence, self.decoder.xid));
+        }
+        self.buffer.push_back((position, entry));
+        self.idle_commit = None;
     }
 
     /// Where the slot may be confirmed when nothing handed out is waiting for an
@@ -857,6 +893,39 @@ impl CaptureStream for PostgresCapture {
         super::buffered(&self.buffer, after, limit)
     }
 
+    /// Proves with `pg_current_snapshot()` that the transactions of the changes handed
+    /// out through `through` have left the proc array (see `visibility.rs`).
+    fn await_visible(&mut self, through: Position, limit: Duration) -> Result<(), SideError> {
+        let url = self.session.url().to_owned();
+        super::poll_visible(&url, limit, || {
+            let waiting = |unproven: &VecDeque<(u64, u32)>| {
+                unproven
+                    .iter()
+                    .find(|(lsn, _)| *lsn <= through.sequence)
+                    .map(|(lsn, xid)| {
+                        format!("transaction {xid} (committed at {})", format_lsn(*lsn))
+                    })
+            };
+            if waiting(&self.unproven).is_none() {
+                return Ok(None);
+            }
+            let text: String = self.session.run(|client| {
+                client
+                    .query_one("SELECT pg_current_snapshot()::text", &[])
+                    .map(|row| row.get(0))
+            })?;
+            let snapshot = Snapshot::parse(&text).ok_or_else(|| SideError::Refused {
+                code: "pg.snapshot_unreadable",
+                message: format!(
+                    "{url}: pg_current_snapshot() returned {text:?}, not xmin:xmax:xip,...; \
+                     the capture cannot prove that a change it read is visible"
+                ),
+            })?;
+            self.unproven.retain(|(_, xid)| !snapshot.sees(*xid));
+            Ok(waiting(&self.unproven))
+        })
+    }
+
     fn wait(&mut self, after: Position, timeout: Duration) -> Result<bool, SideError> {
         self.ensure_stream(after)?;
         let deadline = Instant::now() + timeout;
@@ -913,6 +982,15 @@ impl CaptureStream for PostgresCapture {
         }
         self.acknowledged = self.acknowledged.max(through);
         self.floor = self.floor.max(through);
+        // Nothing of these is handed out again (a transaction acknowledged in part may
+        // be: it stays).
+        while self
+            .unproven
+            .front()
+            .is_some_and(|(lsn, _)| *lsn < through.sequence)
+        {
+            self.unproven.pop_front();
+        }
         if let Some(idle) = self.idle_target() {
             target = target.max(idle);
         }

@@ -14,6 +14,8 @@ pub(crate) enum Message {
         final_lsn: u64,
         /// Microseconds since 2000-01-01 UTC.
         commit_time: i64,
+        /// The transaction's id, 32 bits (without the epoch).
+        xid: u32,
     },
     /// The transaction ends; the next one's commit record lies at or after `end_lsn`.
     Commit { commit_lsn: u64, end_lsn: u64 },
@@ -70,10 +72,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
         b'B' => {
             let final_lsn = reader.u64()?;
             let commit_time = reader.i64()?;
-            let _xid = reader.u32()?;
+            let xid = reader.u32()?;
             Message::Begin {
                 final_lsn,
                 commit_time,
+                xid,
             }
         }
         b'C' => {
@@ -250,6 +253,22 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_begin_carries_the_transaction_id() {
+        let mut begin = vec![b'B'];
+        begin.extend(0x16_B374_D848u64.to_be_bytes());
+        begin.extend(1_000_000i64.to_be_bytes());
+        begin.extend(4_000_000_123u32.to_be_bytes());
+        assert_eq!(
+            decode(&begin).unwrap(),
+            Message::Begin {
+                final_lsn: 0x16_B374_D848,
+                commit_time: 1_000_000,
+                xid: 4_000_000_123,
+            }
+        );
+    }
 
     #[test]
     fn decodes_a_relation_and_an_update_with_an_old_tuple() {

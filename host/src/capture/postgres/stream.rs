@@ -50,8 +50,13 @@ const STREAM_SETTINGS: &str = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c extra_flo
 /// One thing the stream said, in stream order.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// A transaction starts; `final_lsn` is its commit record's LSN.
-    Begin { final_lsn: u64, commit_time: i64 },
+    /// A transaction starts; `final_lsn` is its commit record's LSN, `xid` its 32-bit
+    /// transaction id.
+    Begin {
+        final_lsn: u64,
+        commit_time: i64,
+        xid: u32,
+    },
     /// A pgoutput message inside a transaction (Origin, Relation, a row, ...).
     Message(Message),
     /// A message that could not be decoded, with why.
@@ -372,10 +377,11 @@ fn translate(event: ReplicationEvent) -> Option<Event> {
         ReplicationEvent::Begin {
             final_lsn,
             commit_time_micros,
-            ..
+            xid,
         } => Event::Begin {
             final_lsn: final_lsn.as_u64(),
             commit_time: commit_time_micros,
+            xid,
         },
         ReplicationEvent::Commit { lsn, end_lsn, .. } => Event::Commit {
             commit_lsn: lsn.as_u64(),
