@@ -2,7 +2,13 @@
 //! files, `tests/convergence_servers.rs` on PostgreSQL and MariaDB): the op model of
 //! random concurrent edits of the customer-groups map's tables, its proptest strategy,
 //! how an edit is applied to any pair of tables ([`Tables`], [`edit`]) and the runner
-//! that reports a minimized failing history.
+//! that reports a minimized failing history ([`run_property`], [`run_histories`]).
+//!
+//! Shared by every convergence test: the one-sided last-write oracle ([`oracle`]) and the
+//! engine's steps and settles ([`engine`]).
+
+pub mod engine;
+pub mod oracle;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -175,6 +181,17 @@ pub fn run_property(
     read_limits: &'static [usize],
     check: impl Fn(&[Op], usize) -> Result<(), String>,
 ) {
+    run_histories(default_cases, op_strategy(), 8..48, read_limits, check);
+}
+
+/// [`run_property`] for histories of any op model: `length` ops drawn from `op`.
+pub fn run_histories<O: Clone + std::fmt::Debug>(
+    default_cases: u32,
+    op: impl Strategy<Value = O>,
+    length: std::ops::Range<usize>,
+    read_limits: &'static [usize],
+    check: impl Fn(&[O], usize) -> Result<(), String>,
+) {
     let cases = cases(default_cases);
     let mut runner = TestRunner::new(Config {
         cases,
@@ -184,7 +201,7 @@ pub fn run_property(
         ..Config::default()
     });
     let strategy = (
-        prop::collection::vec(op_strategy(), 8..48),
+        prop::collection::vec(op, length),
         prop::sample::select(read_limits),
     );
     let started = Instant::now();

@@ -17,7 +17,11 @@
 //!   `written_to_erp`) are at most the logical changes made (row changes the test
 //!   committed);
 //! - (c) the change logs (`_dualwrite_changes`) are empty once settled: everything read
-//!   was acknowledged and nothing the engine wrote was captured back.
+//!   was acknowledged and nothing the engine wrote was captured back;
+//! - (d) **no lost edit**: every key whose changes all came from one side holds that
+//!   side's last write (the row as it stored it, read back right after the edit) on both
+//!   sides, or is absent from both if that was a delete
+//!   ([`dualwrite_tests::convergence::oracle`]).
 //!
 //! `random_concurrent_edits_on_both_sides_converge_without_echo` is that property in
 //! full. `random_edits_one_side_at_a_time_converge_without_echo` runs the same kind of
@@ -31,12 +35,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dualwrite::config;
-use dualwrite::plugin::{Limits, PluginRuntime};
 use dualwrite::sync::{Engine, EngineOptions};
+use dualwrite_tests::convergence::engine::{runtime, settle};
+use dualwrite_tests::convergence::oracle::EditLog;
 use dualwrite_tests::convergence::{
     Fields, KEYS, Op, Row, Table, Tables, Which, delete, describe, edit, histories, run_property,
     tax, write,
@@ -56,25 +60,6 @@ const CRM_TABLE: &str = "CREATE TABLE msdyn_customergroups (
     PRIMARY KEY (msdyn_company, msdyn_groupid))";
 
 const MAP: &str = "customer-groups";
-
-fn runtime() -> &'static PluginRuntime {
-    static RUNTIME: OnceLock<(tempfile::TempDir, PluginRuntime)> = OnceLock::new();
-    &RUNTIME
-        .get_or_init(|| {
-            // Compiled plugin code is cached, so each case's engine loads it quickly.
-            let cache = tempfile::tempdir().expect("cache dir");
-            let runtime = PluginRuntime::new(
-                Limits {
-                    max_instances: 8,
-                    ..Limits::default()
-                },
-                Some(cache.path().join("code")),
-            )
-            .expect("runtime");
-            (cache, runtime)
-        })
-        .1
-}
 
 /// Two SQLite files, a connection to each (the "applications"), and the engine.
 struct Deployment {
@@ -301,25 +286,7 @@ fn tax_of(side: Which, value: rusqlite::types::Value) -> Option<bool> {
     }
 }
 
-/// Steps until a step finds nothing to do. Returns an error after 10,000 steps or 60 s
-/// (the engine keeps finding work: an echo loop).
-fn settle(engine: &mut Engine) -> Result<usize, String> {
-    let started = Instant::now();
-    for steps in 1..=10_000 {
-        let report = engine
-            .step()
-            .map_err(|error| format!("step failed: {error:#}"))?;
-        if report.captured == 0 && report.written == 0 {
-            return Ok(steps);
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-    }
-    Err("the engine did not settle: it keeps finding work".to_owned())
-}
-
-/// Runs one history and checks the three properties; the error describes what broke.
+/// Runs one history and checks the four properties; the error describes what broke.
 ///
 /// With `one_side_at_a_time`, the engine settles before a key edited on one side since
 /// the last settle is edited on the other: no concurrent edits of a row.
@@ -328,6 +295,7 @@ fn check_history(ops: &[Op], read_limit: usize, one_side_at_a_time: bool) -> Res
     let mut engine = deployment.engine(read_limit);
     let mut logical_changes = 0u64;
     let mut trace = String::new();
+    let mut log = EditLog::new();
     let mut touched: BTreeMap<usize, Which> = BTreeMap::new();
     for op in ops {
         if let Op::Write { side, key, .. } | Op::Delete { side, key } = *op
@@ -341,16 +309,23 @@ fn check_history(ops: &[Op], read_limit: usize, one_side_at_a_time: bool) -> Res
             touched.clear();
             touched.insert(key, side);
         }
-        if let Op::Step = op {
+        if let Op::Write { side, key, .. } | Op::Delete { side, key } = *op {
+            let changed = edit(&mut deployment, op).changed;
+            log.record(
+                key,
+                side,
+                format!("{op:?}"),
+                deployment.row(side, key),
+                changed,
+            );
+            logical_changes += u64::from(changed);
+            let note = if changed { "" } else { " (changed nothing)" };
+            let _ = writeln!(trace, "  {op:?}{note}");
+        } else {
             let report = engine
                 .step()
                 .map_err(|error| format!("step failed: {error:#}"))?;
             let _ = writeln!(trace, "  step: {report:?}");
-        } else if edit(&mut deployment, op).changed {
-            logical_changes += 1;
-            let _ = writeln!(trace, "  {op:?}");
-        } else {
-            let _ = writeln!(trace, "  {op:?} (changed nothing)");
         }
     }
     let steps = settle(&mut engine)?;
@@ -378,6 +353,17 @@ fn check_history(ops: &[Op], read_limit: usize, one_side_at_a_time: bool) -> Res
     if open_errors != 0 {
         return Err(format!(
             "(a) changes went to the error queue\n{}",
+            context()
+        ));
+    }
+    if let Err(lost) = log.check_one_sided(
+        |key| format!("{:?}", KEYS[key]),
+        |side, key| deployment.row(side, key),
+        |_, a, _, b| a == b,
+    ) {
+        return Err(format!(
+            "(d) a key edited on one side only does not hold that side's last write:\n\
+             {lost}{}",
             context()
         ));
     }

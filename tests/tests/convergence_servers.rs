@@ -6,17 +6,9 @@
 //! the ERP as the winner.
 //!
 //! Capture on servers is streamed (PostgreSQL's logical replication stream, MariaDB's
-//! binlog), so a change committed a moment ago may not have reached the engine when it
-//! steps. Two things make the histories mean the same as on SQLite:
-//! - a history's `Step` first waits until the engine has captured at least as many
-//!   changes of each side as the test made there (the map's `captured_from_*` counters),
-//!   stepping meanwhile: the step sees everything committed before it, as on SQLite,
-//!   whatever the stream's latency, so a history (and its shrinking) does not depend on
-//!   timing;
-//! - the end settles by stepping, waiting for changes between idle steps, until three
-//!   idle steps in a row, every change made captured, and both tables equal through the
-//!   map; or fails after 60 s showing both tables (convergence is what is asserted; the
-//!   timeout only bounds a failure).
+//! binlog): a history's `Step` first waits until the engine captured every change made
+//! before it, and the end settles until quiet steps and both tables equal through the
+//! map, or fails after 60 s ([`dualwrite_tests::convergence::engine`]).
 //!
 //! What it shows, for every generated history:
 //! - (a) **convergence**: both tables are equal through the map (company, group id,
@@ -31,7 +23,10 @@
 //!   `captured_from_<side>` is at least the logical changes the test made there and at
 //!   most the rows its statements wrote (an update that sets the values a row holds is
 //!   a write PostgreSQL logs and MariaDB does not); an echo of the engine's own writes
-//!   would exceed that.
+//!   would exceed that;
+//! - (d) **no lost edit**: every key whose changes all came from one side holds that
+//!   side's last write (read back right after the edit) on both sides, or is absent from
+//!   both if that was a delete ([`dualwrite_tests::convergence::oracle`]).
 //!
 //! `random_concurrent_edits_on_both_sides_converge_on_servers` runs 16 cases
 //! (`PROPTEST_CASES` overrides it; `PROPTEST_RNG_SEED` fixes the seed); the `regression_*`
@@ -39,12 +34,14 @@
 //! whole batches and with one change per batch.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dualwrite::config;
-use dualwrite::plugin::{Limits, PluginRuntime};
-use dualwrite::sync::{Engine, EngineOptions, MapCounters, StepReport};
+use dualwrite::sync::{Engine, EngineOptions};
+use dualwrite_tests::convergence::engine::{
+    Made, counters, runtime, settle_streamed, step_after_capture,
+};
+use dualwrite_tests::convergence::oracle::EditLog;
 use dualwrite_tests::convergence::{
     Fields, KEYS, Op, Row, Table, Tables, Which, edit, histories, run_property,
 };
@@ -57,32 +54,6 @@ const MAP: &str = "customer-groups";
 
 /// How many cases the property runs by default (`PROPTEST_CASES` overrides it).
 const CASES: u32 = 16;
-
-/// How long a `Step` waits for the changes made before it, and the end for the sides to
-/// converge, before the case fails.
-const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Idle steps in a row (each after waiting for a change) that end a settle.
-const QUIET_STEPS: usize = 3;
-
-fn runtime() -> &'static PluginRuntime {
-    static RUNTIME: OnceLock<(tempfile::TempDir, PluginRuntime)> = OnceLock::new();
-    &RUNTIME
-        .get_or_init(|| {
-            // Compiled plugin code is cached, so each case's engine loads it quickly.
-            let cache = tempfile::tempdir().expect("cache dir");
-            let runtime = PluginRuntime::new(
-                Limits {
-                    max_instances: 8,
-                    ..Limits::default()
-                },
-                Some(cache.path().join("code")),
-            )
-            .expect("runtime");
-            (cache, runtime)
-        })
-        .1
-}
 
 /// A PostgreSQL ERP database and a MariaDB CRM database of one case, a connection to
 /// each (the "applications"), and the engine's folder.
@@ -349,125 +320,23 @@ impl Tables for Deployment {
     }
 }
 
-/// What the test did to each side so far, as the engine should see it.
-#[derive(Debug, Default)]
-struct Made {
-    /// Logical changes (rows changed) on the ERP and on the CRM.
-    changed: [u64; 2],
-    /// Rows written (changed, or updated to the values they held).
-    touched: [u64; 2],
-}
-
-impl Made {
-    fn add(&mut self, side: Which, changed: bool, touched: bool) {
-        let at = side as usize;
-        self.changed[at] += u64::from(changed);
-        self.touched[at] += u64::from(touched);
-    }
-
-    fn logical_changes(&self) -> u64 {
-        self.changed.iter().sum()
-    }
-
-    /// Whether the engine captured every change made (at least as many per side).
-    fn all_captured(&self, counters: &MapCounters) -> bool {
-        counters.captured_from_erp >= self.changed[Which::Erp as usize]
-            && counters.captured_from_crm >= self.changed[Which::Crm as usize]
-    }
-}
-
-fn counters(engine: &Engine) -> MapCounters {
-    engine
-        .counters()
-        .into_iter()
-        .find(|(name, _)| name == MAP)
-        .expect("the map runs")
-        .1
-}
-
-fn step(engine: &mut Engine) -> Result<StepReport, String> {
-    engine
-        .step()
-        .map_err(|error| format!("step failed: {error:#}"))
-}
-
-/// A history's `Step`: one step, then more (waiting for changes between them) until the
-/// engine captured at least every change made so far.
-fn step_after_capture(engine: &mut Engine, made: &Made) -> Result<Vec<StepReport>, String> {
-    let started = Instant::now();
-    let mut reports = vec![step(engine)?];
-    while !made.all_captured(&counters(engine)) {
-        if started.elapsed() > TIMEOUT {
-            return Err(format!(
-                "the engine did not capture the changes made within {TIMEOUT:?}: made \
-                 {made:?}, counters {:?}, offline {:?}",
-                counters(engine),
-                engine.offline_sides()
-            ));
-        }
-        engine.wait_for_changes();
-        reports.push(step(engine)?);
-    }
-    Ok(reports)
-}
-
-/// Steps until [`QUIET_STEPS`] idle steps in a row, every change made captured and both
-/// tables equal; returns the steps taken. Fails after [`TIMEOUT`] with both tables.
-fn settle(engine: &mut Engine, deployment: &mut Deployment, made: &Made) -> Result<usize, String> {
-    let started = Instant::now();
-    let mut quiet = 0;
-    let mut steps = 0;
-    loop {
-        let report = step(engine)?;
-        steps += 1;
-        if report.captured == 0 && report.written == 0 && engine.offline_sides().is_empty() {
-            quiet += 1;
-        } else {
-            quiet = 0;
-        }
-        if quiet >= QUIET_STEPS && made.all_captured(&counters(engine)) {
-            let erp = deployment.table(Which::Erp);
-            let crm = deployment.table(Which::Crm);
-            if erp == crm {
-                return Ok(steps);
-            }
-            if started.elapsed() > TIMEOUT {
-                return Err(format!(
-                    "(a) the sides did not converge within {TIMEOUT:?} ({steps} steps)\n\
-                     ERP: {erp:?}\nCRM: {crm:?}"
-                ));
-            }
-        }
-        if started.elapsed() > TIMEOUT {
-            return Err(format!(
-                "(a) the engine did not settle within {TIMEOUT:?} ({steps} steps, {quiet} idle \
-                 in a row); made {made:?}, counters {:?}, offline {:?}\nERP: {:?}\nCRM: {:?}",
-                counters(engine),
-                engine.offline_sides(),
-                deployment.table(Which::Erp),
-                deployment.table(Which::Crm)
-            ));
-        }
-        if report.captured == 0 {
-            engine.wait_for_changes();
-        }
-    }
-}
-
-/// Runs one history and checks the three properties; the error describes what broke.
+/// Runs one history and checks the four properties; the error describes what broke.
 fn check_history(ops: &[Op], read_limit: usize) -> Result<(), String> {
     let mut deployment = Deployment::new();
     let mut engine = deployment.engine(read_limit);
     let mut made = Made::default();
     let mut trace = String::new();
+    let mut log = EditLog::new();
     let outcome = (|| {
         for op in ops {
             if let Op::Step = op {
-                let reports = step_after_capture(&mut engine, &made)?;
+                let reports = step_after_capture(&mut engine, MAP, &made)?;
                 let _ = writeln!(trace, "  step: {reports:?}");
-            } else if let Op::Write { side, .. } | Op::Delete { side, .. } = *op {
+            } else if let Op::Write { side, key, .. } | Op::Delete { side, key } = *op {
                 let done = edit(&mut deployment, op);
                 made.add(side, done.changed, done.touched);
+                let stored = deployment.row(side, key);
+                log.record(key, side, format!("{op:?}"), stored, done.changed);
                 let note = if done.changed {
                     ""
                 } else if done.touched {
@@ -478,13 +347,20 @@ fn check_history(ops: &[Op], read_limit: usize) -> Result<(), String> {
                 let _ = writeln!(trace, "  {op:?}{note}");
             }
         }
-        let steps = settle(&mut engine, &mut deployment, &made)?;
+        let steps = settle_streamed(&mut engine, MAP, &made, || {
+            let (erp, crm) = (deployment.table(Which::Erp), deployment.table(Which::Crm));
+            if erp == crm {
+                Ok(())
+            } else {
+                Err(format!("ERP: {erp:?}\nCRM: {crm:?}"))
+            }
+        })?;
         let _ = writeln!(trace, "  settled in {steps} step(s)");
         Ok::<(), String>(())
     })();
     let erp = deployment.table(Which::Erp);
     let crm = deployment.table(Which::Crm);
-    let counters = counters(&engine);
+    let counters = counters(&engine, MAP);
     let open_errors = engine
         .store()
         .open_error_count(MAP)
@@ -509,6 +385,17 @@ fn check_history(ops: &[Op], read_limit: usize) -> Result<(), String> {
     if open_errors != 0 || counters.errors != 0 || queued != Some(0) {
         return Err(format!(
             "(a) changes went to the error queue or are still queued\n{}",
+            context()
+        ));
+    }
+    if let Err(lost) = log.check_one_sided(
+        |key| format!("{:?}", KEYS[key]),
+        |side, key| deployment.row(side, key),
+        |_, a, _, b| a == b,
+    ) {
+        return Err(format!(
+            "(d) a key edited on one side only does not hold that side's last write:\n\
+             {lost}{}",
             context()
         ));
     }
