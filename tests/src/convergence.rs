@@ -5,9 +5,11 @@
 //! that reports a minimized failing history ([`run_property`], [`run_histories`]).
 //!
 //! Shared by every convergence test: the one-sided last-write oracle ([`oracle`]) and the
-//! engine's steps and settles ([`engine`]).
+//! engine's steps and settles ([`engine`]); the histories of columns that normalize what
+//! they are given are in [`kinds`] (`tests/convergence_kinds*.rs`).
 
 pub mod engine;
+pub mod kinds;
 pub mod oracle;
 
 use std::collections::BTreeMap;
@@ -197,6 +199,12 @@ pub fn run_histories<O: Clone + std::fmt::Debug>(
         cases,
         // Minimized failures are kept as `regression_*` tests, not in files.
         failure_persistence: None,
+        // Shrinking is bounded by time, not by proptest's default of 4 tries a case
+        // (`PROPTEST_MAX_SHRINK_ITERS=0` reports the first failing history as found).
+        max_shrink_iters: std::env::var("PROPTEST_MAX_SHRINK_ITERS")
+            .ok()
+            .and_then(|iterations| iterations.parse().ok())
+            .unwrap_or(100_000),
         max_shrink_time: 120_000,
         ..Config::default()
     });

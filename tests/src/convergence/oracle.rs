@@ -8,7 +8,7 @@
 //!
 //! The row type and what "the same row" means are the test's: exact equality for
 //! columns that keep what they are given, a comparison by the column's meaning for
-//! columns that normalize.
+//! columns that normalize (see [`super::kinds`]).
 
 use std::collections::BTreeMap;
 use std::fmt::{Debug, Write as _};
@@ -20,7 +20,7 @@ use super::Which;
 pub struct Recorded<R> {
     /// Where it was made.
     pub side: Which,
-    /// The op, as the failure output shows it.
+    /// The op, as the failure output shows it (naming the side).
     pub what: String,
     /// The row the side held right after the edit; `None` once deleted (or absent).
     pub stored: Option<R>,
@@ -131,8 +131,8 @@ impl<R: Debug> EditLog<R> {
                 };
                 let _ = writeln!(
                     failures,
-                    "    {:?} {}{note} -> stored {:?}",
-                    edit.side, edit.what, edit.stored
+                    "    {}{note} -> stored {:?}",
+                    edit.what, edit.stored
                 );
             }
             for (holder, row) in &now {
