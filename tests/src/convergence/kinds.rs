@@ -1,9 +1,9 @@
 //! The histories of the value-kinds convergence property (`tests/convergence_kinds.rs`
 //! on two SQLite files, `tests/convergence_kinds_servers.rs` on PostgreSQL and MariaDB):
 //! an item table whose columns normalize what they are given (SQLite `NUMERIC` and
-//! `DECIMAL(10,2)`, PostgreSQL `numeric(10,2)` and `char(5)`, MariaDB `DECIMAL(10,2)`
-//! and `CHAR(5)`, `timestamp(0)`, `datetime(3)`), synced by a declarative map
-//! ([`items_map`]); the op model of random concurrent edits with values both sides can
+//! `DECIMAL(10,2)`; PostgreSQL `numeric(10,2)`, `numeric(12,4)`, `char(5)` and
+//! `timestamp(0)`; MariaDB `decimal(12,4)`, `DECIMAL(10,2)`, `CHAR(5)` and `datetime(3)`),
+//! synced by a declarative map ([`items_map`]); the op model of random concurrent edits with values both sides can
 //! hold by meaning, written in varied forms (`12.5`, `12.50`, `100.00`, `7`; codes
 //! with trailing spaces; timestamps with and without fractional seconds, `T` or space);
 //! how an edit is applied to any pair of tables ([`Tables`], [`edit`]); and what a value
