@@ -2,15 +2,21 @@
 //! servers: the property of `convergence_kinds.rs` (same histories, see
 //! [`dualwrite_tests::convergence::kinds`]) with the ERP's `items` on PostgreSQL and the
 //! CRM's `products` on MariaDB, each case in databases of its own (dropped at its end).
-//! Each side has columns that normalize what the other sends:
+//! Each side has columns that normalize what they are given, most of them what the other
+//! side sends:
 //!
 //! | field | ERP (PostgreSQL) | CRM (MariaDB) |
 //! |---|---|---|
-//! | price | `numeric(10,2)`: `12.5` -> `12.50` | `decimal(12,4)`: `12.5` -> `12.5000` |
-//! | qty | `numeric(12,4)` | `DECIMAL(10,2)` |
+//! | price | `numeric(10,2)`: `12.5` -> `12.50` | `DECIMAL(10,2)`: `12.5` -> `12.50` |
+//! | qty | `numeric`: the digits as written | `decimal(12,4)`: `12.5` -> `12.5000` |
 //! | code | `char(5)`: padded with spaces | `varchar(5)`: as written |
 //! | grade | `varchar(5)`: as written | `CHAR(5)`: trailing spaces cut when read |
 //! | stamp | `timestamp(0)`: whole seconds (rounded) | `datetime(3)`: milliseconds |
+//!
+//! A column copied both ways has the same declared limits on both sides, or none on one:
+//! the engine refuses a map that copies into a column keeping fewer digits, fraction
+//! digits or characters than its source (`schema.lossy_column`), so `numeric(10,2)` <->
+//! `decimal(12,4)` cannot be a line of it.
 //!
 //! Steps wait for the streamed capture of what the test committed, and the end settles
 //! until quiet steps and both tables the same by meaning, or fails after 60 s
@@ -47,11 +53,10 @@ use dualwrite_tests::servers::{MyDatabase, PgDatabase, ensure_ready};
 use mysql::prelude::Queryable as _;
 
 const PG_ERP_TABLE: &str = "CREATE TABLE items (item_no text PRIMARY KEY, descr text,
-    price numeric(10,2), qty numeric(12,4), code char(5), grade varchar(5),
-    stamp timestamp(0))";
+    price numeric(10,2), qty numeric, code char(5), grade varchar(5), stamp timestamp(0))";
 
 const MARIADB_CRM_TABLE: &str = "CREATE TABLE products (sku varchar(20) PRIMARY KEY,
-    title text, amount decimal(12,4), quantity DECIMAL(10,2), code varchar(5),
+    title text, amount DECIMAL(10,2), quantity decimal(12,4), code varchar(5),
     grade CHAR(5), stamp datetime(3))";
 
 /// What the ERP's columns keep.

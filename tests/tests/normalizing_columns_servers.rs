@@ -2,13 +2,19 @@
 //! 14, item 1): the reproductions of `normalizing_columns.rs` with the ERP's `items` on
 //! PostgreSQL and the CRM's `products` on MariaDB, each test in databases of its own.
 //!
-//! | field | ERP (PostgreSQL) | CRM (MariaDB) |
-//! |---|---|---|
-//! | descr / title | `text` | `text` |
-//! | price / amount | `numeric(10,2)`: `12.5000` -> `12.50` | `decimal(12,4)`: `12.5` -> `12.5000` |
-//! | code | `char(5)`: padded with spaces | `varchar(20)` |
-//! | grade | `varchar(5)` | `varchar(20)` |
-//! | stamp | `timestamp(0)`: `.678` -> the next second | `datetime(3)` |
+//! | field | ERP (PostgreSQL) | CRM (MariaDB) | map line |
+//! |---|---|---|---|
+//! | descr / title | `text` | `text` | both ways |
+//! | price / amount | `numeric(10,2)`: `12.5` -> `12.50` | `decimal(9,1)` | to the ERP |
+//! | code | `char(5)`: padded with spaces | `text` | both ways |
+//! | grade | `varchar(5)` | `text` | both ways |
+//! | stamp | `timestamp(0)`: `.678` -> the next second | `datetime(3)` | both ways |
+//!
+//! The engine refuses a map that copies into a column whose declared type keeps fewer
+//! digits, fraction digits or characters than its source's (`schema.lossy_column`): the
+//! amount goes to the ERP only (`numeric(10,2)` into `decimal(9,1)` would drop a digit),
+//! and the CRM's texts have no declared length, so a text too long for the ERP is caught
+//! when it is written.
 //!
 //! What each side stored is the truth of that side: a value that means the same in the
 //! column is no change, so a CRM edit after a normalized value arrived is no conflict
@@ -27,7 +33,7 @@ use dualwrite_tests::convergence::Which;
 use dualwrite_tests::convergence::engine::{
     Made, counters, runtime, settle_streamed, step_after_capture,
 };
-use dualwrite_tests::convergence::kinds::{Field, MAP, items_map};
+use dualwrite_tests::convergence::kinds::{Field, MAP, items_map_with};
 use dualwrite_tests::plugins_dir;
 use dualwrite_tests::servers::{MyDatabase, PgDatabase, ensure_ready};
 
@@ -35,8 +41,7 @@ const PG_ERP_TABLE: &str = "CREATE TABLE items (item_no text PRIMARY KEY, descr 
     price numeric(10,2), code char(5), grade varchar(5), stamp timestamp(0))";
 
 const MARIADB_CRM_TABLE: &str = "CREATE TABLE products (sku varchar(20) PRIMARY KEY,
-    title text, amount decimal(12,4), code varchar(20), grade varchar(20),
-    stamp datetime(3))";
+    title text, amount decimal(9,1), code text, grade text, stamp datetime(3))";
 
 /// The ERP's fields as text: `char(5)` as stored (padded), the others as printed.
 const PG_SELECT: &str = "descr, price::text, code, grade, stamp::text";
@@ -92,12 +97,12 @@ url = {crm:?}
             plugins = plugins_dir().display().to_string(),
             erp = erp_db.url,
             crm = crm_db.url,
-            map = items_map(&[
-                Field::Descr,
-                Field::Price,
-                Field::Code,
-                Field::Grade,
-                Field::Stamp
+            map = items_map_with(&[
+                (Field::Descr, "both"),
+                (Field::Price, "to-erp"),
+                (Field::Code, "both"),
+                (Field::Grade, "both"),
+                (Field::Stamp, "both"),
             ]),
         );
         let plan = config::parse(&text, "test.toml", dir.path()).expect("valid config");
@@ -126,8 +131,8 @@ url = {crm:?}
         };
         assert_eq!(
             without_padding(deployment.crm_row("A")),
-            row("Widget", "10.0000", "AB", "g1", "2024-03-01 10:00:00.000"),
-            "the initial sync copied row A"
+            row("Widget", None, "AB", "g1", "2024-03-01 10:00:00.000"),
+            "the initial sync copied row A (but its price, which goes to the ERP only)"
         );
         deployment
     }
@@ -192,8 +197,8 @@ url = {crm:?}
     }
 }
 
-fn row(descr: &str, price: &str, code: &str, grade: &str, stamp: &str) -> Row {
-    [descr, price, code, grade, stamp].map(|value| Some(value.to_owned()))
+fn row(descr: &str, price: Option<&str>, code: &str, grade: &str, stamp: &str) -> Row {
+    [Some(descr), price, Some(code), Some(grade), Some(stamp)].map(|value| value.map(str::to_owned))
 }
 
 /// `row` with its code's trailing spaces cut: a code that came from the ERP's `char(5)`
@@ -205,16 +210,16 @@ fn without_padding(mut row: Row) -> Row {
     row
 }
 
-/// The issue's reproduction on the servers: the CRM writes amount '12.5' on row A
-/// (MariaDB stores 12.5000, PostgreSQL then 12.50), then edits row A's title. Was: the
-/// ERP's 12.50 is not the 12.5000 the engine wrote, so the title edit was a conflict the
-/// ERP won and the CRM's title was lost.
+/// The issue's reproduction on the servers: the CRM writes amount '12.5' on row A (the
+/// ERP's `numeric(10,2)` stores 12.50), then edits row A's title. Was: the ERP's 12.50
+/// is not the 12.5 the engine wrote, so the title edit was a conflict the ERP won and
+/// the CRM's title was lost.
 #[test]
 fn a_crm_edit_after_a_normalized_amount_is_kept_without_a_conflict_on_servers() {
     let mut deployment = Deployment::new();
     deployment.crm_execute("UPDATE products SET amount = '12.5' WHERE sku = 'A'", 1);
     deployment.sync();
-    assert_eq!(deployment.crm_row("A")[1].as_deref(), Some("12.5000"));
+    assert_eq!(deployment.crm_row("A")[1].as_deref(), Some("12.5"));
     assert_eq!(deployment.erp_row("A")[1].as_deref(), Some("12.50"));
 
     deployment.crm_execute("UPDATE products SET title = 'Widget XL' WHERE sku = 'A'", 1);
@@ -223,7 +228,7 @@ fn a_crm_edit_after_a_normalized_amount_is_kept_without_a_conflict_on_servers() 
         without_padding(deployment.crm_row("A")),
         row(
             "Widget XL",
-            "12.5000",
+            Some("12.5"),
             "AB",
             "g1",
             "2024-03-01 10:00:00.000"
@@ -232,7 +237,13 @@ fn a_crm_edit_after_a_normalized_amount_is_kept_without_a_conflict_on_servers() 
     );
     assert_eq!(
         deployment.erp_row("A"),
-        row("Widget XL", "12.50", "AB   ", "g1", "2024-03-01 10:00:00"),
+        row(
+            "Widget XL",
+            Some("12.50"),
+            "AB   ",
+            "g1",
+            "2024-03-01 10:00:00"
+        ),
         "the ERP holds the CRM's title"
     );
     assert_eq!(deployment.conflicts(), 0, "no conflict was counted");
@@ -253,7 +264,13 @@ fn an_erp_edit_does_not_rewrite_the_crms_code_and_milliseconds_on_servers() {
     deployment.sync();
     assert_eq!(
         deployment.erp_row("A"),
-        row("Widget", "10.00", "AB   ", "g1", "2024-03-01 10:00:06"),
+        row(
+            "Widget",
+            Some("10.00"),
+            "AB   ",
+            "g1",
+            "2024-03-01 10:00:06"
+        ),
         "char(5) pads, timestamp(0) rounds"
     );
 
@@ -264,13 +281,7 @@ fn an_erp_edit_does_not_rewrite_the_crms_code_and_milliseconds_on_servers() {
     deployment.sync();
     assert_eq!(
         deployment.crm_row("A"),
-        row(
-            "Widget XL",
-            "10.0000",
-            "AB",
-            "g1",
-            "2024-03-01 10:00:05.678"
-        ),
+        row("Widget XL", None, "AB", "g1", "2024-03-01 10:00:05.678"),
         "the ERP's description arrived; the CRM's code and stamp are as the CRM wrote them"
     );
     assert_eq!(deployment.conflicts(), 0, "no conflict was counted");
@@ -303,12 +314,24 @@ fn text_longer_than_the_erp_column_goes_to_the_error_queue_on_servers() {
     }
     assert_eq!(
         deployment.erp_row("A"),
-        row("Widget", "10.00", "AB   ", "g1", "2024-03-01 10:00:00"),
+        row(
+            "Widget",
+            Some("10.00"),
+            "AB   ",
+            "g1",
+            "2024-03-01 10:00:00"
+        ),
         "ERP row A is untouched"
     );
     assert_eq!(
         deployment.erp_row("B"),
-        row("Gadget", "20.50", "CD   ", "g2", "2024-03-01 11:00:00"),
+        row(
+            "Gadget",
+            Some("20.50"),
+            "CD   ",
+            "g2",
+            "2024-03-01 11:00:00"
+        ),
         "ERP row B is untouched"
     );
     assert_eq!(deployment.crm_row("A")[2].as_deref(), Some("ABCDEFG"));

@@ -1,8 +1,8 @@
 //! The histories of the value-kinds convergence property (`tests/convergence_kinds.rs`
 //! on two SQLite files, `tests/convergence_kinds_servers.rs` on PostgreSQL and MariaDB):
 //! an item table whose columns normalize what they are given (SQLite `NUMERIC` and
-//! `DECIMAL(10,2)`; PostgreSQL `numeric(10,2)`, `numeric(12,4)`, `char(5)` and
-//! `timestamp(0)`; MariaDB `decimal(12,4)`, `DECIMAL(10,2)`, `CHAR(5)` and `datetime(3)`),
+//! `DECIMAL(10,2)`; PostgreSQL `numeric(10,2)`, `numeric`, `char(5)` and
+//! `timestamp(0)`; MariaDB `DECIMAL(10,2)`, `decimal(12,4)`, `CHAR(5)` and `datetime(3)`),
 //! synced by a declarative map ([`items_map`]); the op model of random concurrent edits with values both sides can
 //! hold by meaning, written in varied forms (`12.5`, `12.50`, `100.00`, `7`; codes
 //! with trailing spaces; timestamps with and without fractional seconds, `T` or space);
@@ -496,14 +496,22 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
 /// with `kind = "decimal"` / `"timestamp"` where the field has one; the ERP wins
 /// conflicts.
 pub fn items_map(fields: &[Field]) -> String {
+    let lines: Vec<(Field, &str)> = fields.iter().map(|field| (*field, "both")).collect();
+    items_map_with(&lines)
+}
+
+/// [`items_map`] with each field's `direction` (`both`, `to-erp`, `to-crm`).
+pub fn items_map_with(fields: &[(Field, &str)]) -> String {
     let mut lines = vec![r#"    { erp = "item_no", crm = "sku" },"#.to_owned()];
-    for field in fields {
+    for (field, direction) in fields {
         let (erp, crm) = field.columns();
         let kind = field
             .kind()
             .map(|kind| format!(", kind = {kind:?}"))
             .unwrap_or_default();
-        lines.push(format!("    {{ erp = {erp:?}, crm = {crm:?}{kind} }},"));
+        lines.push(format!(
+            "    {{ erp = {erp:?}, crm = {crm:?}{kind}, direction = {direction:?} }},"
+        ));
     }
     format!(
         r#"
