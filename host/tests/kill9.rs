@@ -86,10 +86,22 @@ impl Which {
 }
 
 /// The test's folder: both databases, the config, the state, the code cache and the
-/// children's logs.
+/// children's logs. Kept (and its path printed) when the test fails, for a post-mortem.
 struct Deployment {
     dir: tempfile::TempDir,
     starts: AtomicUsize,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the test's folder (databases, state, children's logs) is kept: {}",
+                self.dir.path().display()
+            );
+        }
+    }
 }
 
 impl Deployment {
@@ -754,6 +766,138 @@ fn a_kill_between_a_write_and_its_checkpoint_loses_nothing() {
     }
     let status = running.interrupt();
     assert!(status.success(), "{status}");
+}
+
+/// A kill between a batch's writes and the state commit that records their links, then
+/// edits on the source side before the engine is back: the row updated again, a row
+/// created in that batch updated, a row updated in it deleted. The target then holds
+/// rows the engine wrote but no link describes; they must not pass for edits made on
+/// the target (a conflict, which the ERP wins), or the CRM side's later edits are
+/// overwritten with the values they replaced. Each direction in turn; nothing may be
+/// counted as a conflict.
+#[test]
+fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_conflicts() {
+    let deployment = Deployment::new();
+    let mut running = deployment.start_installed();
+    for source in [Which::Crm, Which::Erp] {
+        let target = source.other();
+        let db = deployment.db(source);
+        let prefix = match source {
+            Which::Erp => "G-E",
+            Which::Crm => "G-C",
+        };
+        let [updated, created, deleted] = ["1", "2", "3"].map(|n| format!("{prefix}-{n}"));
+        insert(&db, source, &updated, "one", true);
+        insert(&db, source, &deleted, "one", true);
+        wait_until(&mut running, Duration::from_secs(30), "first sync", || {
+            deployment.group(target, &updated) == group("one", true)
+                && deployment.group(target, &deleted) == group("one", true)
+        });
+
+        // One transaction, so the child reads the three changes in one batch.
+        let lock = hold_after_write(&deployment, &mut running, || {
+            db.execute_batch("BEGIN").expect("begin");
+            update(&db, source, &updated, "two", false);
+            insert(&db, source, &created, "two", false);
+            update(&db, source, &deleted, "two", false);
+            db.execute_batch("COMMIT").expect("commit");
+        });
+        wait_until(
+            &mut running,
+            Duration::from_secs(4),
+            &format!("the batch applied to {target:?} while its state commit waits"),
+            || {
+                [&updated, &created, &deleted]
+                    .iter()
+                    .all(|id| deployment.group(target, id) == group("two", false))
+            },
+        );
+        running.kill9();
+        drop(lock);
+        // The application goes on before the engine is back.
+        update(&db, source, &updated, "three", true);
+        update(&db, source, &created, "three", true);
+        delete(&db, source, &deleted);
+        running = deployment.start();
+
+        let outcome =
+            |side: Which| [&updated, &created, &deleted].map(|id| deployment.group(side, id));
+        let want = [group("three", true), group("three", true), None];
+        let started = Instant::now();
+        while !(outcome(source) == want && outcome(target) == want) {
+            running.assert_alive("after the restart");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{source:?}'s edits made before the restart did not reach {target:?} within \
+                 30 s (or were undone): expected {want:?} on both sides, {source:?} holds {:?}, \
+                 {target:?} holds {:?}",
+                outcome(source),
+                outcome(target)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        wait_until(
+            &mut running,
+            Duration::from_secs(30),
+            "both change logs purged",
+            || {
+                change_log_len(&deployment, Which::Erp) == 0
+                    && change_log_len(&deployment, Which::Crm) == 0
+            },
+        );
+        assert_eq!(
+            conflicts(&deployment),
+            Vec::<String>::new(),
+            "conflicts recorded, with no edit on the {target:?} side"
+        );
+    }
+    let log = running.log.clone();
+    let status = running.interrupt();
+    assert!(status.success(), "{status}; output:\n{}", read_log(&log));
+    // Still so after the clean stop: no fresh look queued after the check undid an edit.
+    for side in [Which::Erp, Which::Crm] {
+        for (id, want) in [
+            ("G-C-1", group("three", true)),
+            ("G-C-2", group("three", true)),
+            ("G-C-3", None),
+            ("G-E-1", group("three", true)),
+            ("G-E-2", group("three", true)),
+            ("G-E-3", None),
+        ] {
+            assert_eq!(
+                deployment.group(side, id),
+                want,
+                "{id} on {side:?} after the stop"
+            );
+        }
+    }
+}
+
+/// Runs `edit` on a source side while the test holds the state store's write lock, so
+/// that the child applies the batch to the other side and then waits for the state
+/// commit that records it; returns the lock.
+fn hold_after_write(
+    deployment: &Deployment,
+    _running: &mut Running,
+    edit: impl FnOnce(),
+) -> WriteLock {
+    let lock = WriteLock::take(&deployment.state_file());
+    edit();
+    lock
+}
+
+/// The messages of the conflicts in the activity log.
+fn conflicts(deployment: &Deployment) -> Vec<String> {
+    let db = Connection::open(deployment.state_file()).expect("open the state store");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    let mut statement = db
+        .prepare("SELECT coalesce(erp_key, crm_key) || ': ' || message FROM activity WHERE kind = 'conflict' ORDER BY id")
+        .expect("prepare");
+    statement
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<Vec<String>, _>>()
+        .expect("conflicts")
 }
 
 /// A kill after the state commit but before the side's change log is acknowledged
