@@ -14,9 +14,10 @@
 //!   edits both sides (inserts, updates mostly of a few hot rows, deletes; up to 8 rows
 //!   per transaction) while the child is killed with SIGKILL 5 to 8 times, 20 to 400 ms
 //!   apart, and started again. A kill lands anywhere, or while the test holds the
-//!   write lock of the state store (the child then sits between a batch written to one
-//!   side and the checkpoint that records it) or of a side (the child sits in an apply
-//!   or in the acknowledgement after a checkpoint). Then the writer stops, the child
+//!   write lock of the state store (the child then waits at its next state commit: the
+//!   pending links saved before a batch's write, or the commit after the write that
+//!   records it) or of a side (the child sits in an apply or in the acknowledgement
+//!   after a checkpoint). Then the writer stops, the child
 //!   starts once more, and the test waits (60 s at most: running out is a failure, not
 //!   a timing assertion) until both sides hold exactly what the writer left: every row
 //!   written on either side exists once on the other with its last values, every
@@ -24,9 +25,15 @@
 //!   empty. A SIGINT then stops the child cleanly (exit status 0). `KILL9_SEED` repeats
 //!   a run's kill schedule and edits (not its exact interleaving); `KILL9_KILLS` sets
 //!   the number of kills for a longer soak.
-//! - `a_kill_between_a_write_and_its_checkpoint_loses_nothing`: the same crash window,
-//!   hit on purpose in each direction; the change is delivered again after the restart,
-//!   and later edits of the same row must still reach the other side.
+//! - `a_kill_between_a_write_and_its_checkpoint_loses_nothing`: the window between a
+//!   write and the state commit that records it, hit on purpose in each direction; the
+//!   change is delivered again after the restart, and later edits of the same row must
+//!   still reach the other side.
+//! - `edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_conflicts`:
+//!   the same window, then the source side updates, updates and deletes the rows of
+//!   that batch before the restart. The rows the killed child wrote must not pass for
+//!   edits made on the target (the soak's failures before pending links: the CRM's
+//!   edits were undone by the ERP, which wins conflicts).
 //! - `kill_9_during_the_initial_sync_then_restart_merges_everything_once`: 10,500 ERP
 //!   and 1,500 CRM groups, 500 of them on both sides with other values; the test begins
 //!   the initial sync, then the child (which continues an interrupted initial sync at
@@ -702,9 +709,9 @@ fn group(description: &str, tax: bool) -> Option<Group> {
 }
 
 /// A kill exactly between a batch's write to the other side and the state commit that
-/// records it (the test holds the state store's write lock, waits until the write is
-/// visible, then kills): after the restart the change is delivered again, and the row
-/// must go on syncing both ways, in both directions.
+/// records it (see [`hold_after_write`]; the test waits until the write is visible, then
+/// kills): after the restart the change is delivered again, and the row must go on
+/// syncing both ways, in both directions.
 #[test]
 fn a_kill_between_a_write_and_its_checkpoint_loses_nothing() {
     let deployment = Deployment::new();
@@ -719,8 +726,9 @@ fn a_kill_between_a_write_and_its_checkpoint_loses_nothing() {
     });
 
     for (source, target, id) in [(&crm, Which::Erp, "G-C-0"), (&erp, Which::Crm, "G-E-0")] {
-        let lock = WriteLock::take(&deployment.state_file());
-        update(source, target.other(), id, "two", false);
+        let lock = hold_after_write(&deployment, &mut running, target, || {
+            update(source, target.other(), id, "two", false)
+        });
         // Visible on the other side: written, and blocked on the checkpoint.
         wait_until(
             &mut running,
@@ -795,7 +803,7 @@ fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_confl
         });
 
         // One transaction, so the child reads the three changes in one batch.
-        let lock = hold_after_write(&deployment, &mut running, || {
+        let lock = hold_after_write(&deployment, &mut running, target, || {
             db.execute_batch("BEGIN").expect("begin");
             update(&db, source, &updated, "two", false);
             insert(&db, source, &created, "two", false);
@@ -873,17 +881,38 @@ fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_confl
     }
 }
 
-/// Runs `edit` on a source side while the test holds the state store's write lock, so
-/// that the child applies the batch to the other side and then waits for the state
-/// commit that records it; returns the lock.
+/// Runs `edit` (a commit on the side other than `target`) and makes the child stop
+/// between the batch's write to `target` and the state commit that records it; returns
+/// the state store's write lock, which keeps it there. The child saves the batch's
+/// pending links before it writes, so holding the state lock from the start would stop
+/// it before the write: the test holds `target`'s write lock until the pending links
+/// are saved (the child then waits for the target), takes the state lock, and lets the
+/// write through.
 fn hold_after_write(
     deployment: &Deployment,
-    _running: &mut Running,
+    running: &mut Running,
+    target: Which,
     edit: impl FnOnce(),
 ) -> WriteLock {
-    let lock = WriteLock::take(&deployment.state_file());
+    let target_lock = WriteLock::take(&deployment.path(file_of(target)));
     edit();
+    wait_until(
+        running,
+        Duration::from_secs(4),
+        &format!("the pending links of the write to {target:?} saved"),
+        || pending_links(deployment) > 0,
+    );
+    let lock = WriteLock::take(&deployment.state_file());
+    drop(target_lock);
     lock
+}
+
+/// How many pending links (writes not yet recorded) the state store holds.
+fn pending_links(deployment: &Deployment) -> i64 {
+    let db = Connection::open(deployment.state_file()).expect("open the state store");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    db.query_row("SELECT count(*) FROM pending_links", [], |row| row.get(0))
+        .expect("pending links")
 }
 
 /// The messages of the conflicts in the activity log.
