@@ -10,21 +10,23 @@
 //! Edits start once the child has installed capture (no initial sync here, except in
 //! the last test).
 //!
-//! - `kill_9_during_live_sync_then_restart_loses_and_doubles_nothing`: a writer thread
-//!   edits both sides (inserts, updates mostly of a few hot rows, deletes; up to 8 rows
-//!   per transaction) while the child is killed with SIGKILL 5 to 8 times, 20 to 400 ms
-//!   apart, and started again. A kill lands anywhere, or while the test holds the
+//! - `kill_9_soak_during_live_sync_then_restart_loses_and_doubles_nothing`: a writer
+//!   thread edits both sides (inserts, updates mostly of a few hot rows, deletes; up to
+//!   8 rows per transaction) while the child is killed with SIGKILL 5 to 8 times, 20 to
+//!   400 ms apart, and started again. A kill lands anywhere, or while the test holds the
 //!   write lock of the state store (the child then waits at its next state commit: the
 //!   pending links saved before a batch's write, or the commit after the write that
 //!   records it) or of a side (the child sits in an apply or in the acknowledgement
-//!   after a checkpoint). Then the writer stops, the child
-//!   starts once more, and the test waits (60 s at most: running out is a failure, not
-//!   a timing assertion) until both sides hold exactly what the writer left: every row
-//!   written on either side exists once on the other with its last values, every
-//!   deleted row is gone from both, and the change logs (`_dualwrite_changes`) are
-//!   empty. A SIGINT then stops the child cleanly (exit status 0). `KILL9_SEED` repeats
-//!   a run's kill schedule and edits (not its exact interleaving); `KILL9_KILLS` sets
-//!   the number of kills for a longer soak.
+//!   after a checkpoint). Then the writer stops, the child starts once more, and the
+//!   test waits (60 s at most: running out is a failure, not a timing assertion) until
+//!   both sides hold exactly what the writer left: every row written on either side
+//!   exists once on the other with its last values, every deleted row is gone from
+//!   both, and the change logs (`_dualwrite_changes`) are empty. A SIGINT then stops the
+//!   child cleanly (exit status 0), and no conflict may have been recorded.
+//!   `KILL9_SEED` repeats a run's kill schedule and edits (not its exact interleaving);
+//!   `KILL9_KILLS` sets the number of kills. Ignored (a soak is run many times in a
+//!   row; see its reason); `kill_9_during_live_sync_then_restart_loses_and_doubles_nothing`
+//!   is its short variant for CI: 3 kills, at most 1,500 row changes.
 //! - `a_kill_between_a_write_and_its_checkpoint_loses_nothing`: the window between a
 //!   write and the state commit that records it, hit on purpose in each direction; the
 //!   change is delivered again after the restart, and later edits of the same row must
@@ -451,10 +453,16 @@ fn differences(expected: &Expected, actual: &BTreeMap<String, (Group, usize)>) -
     lines
 }
 
-/// The applications: random creates, updates and deletes on both sides until `stop`.
-/// Each side only touches the groups it created, so there are no conflicts and the
-/// outcome is exact. Returns what both sides must end up holding.
-fn write_until(deployment: &Deployment, stop: &AtomicBool, seed: u64) -> (Expected, usize) {
+/// The applications: random creates, updates and deletes on both sides until `stop`
+/// (or until about `max_changes` row changes, then idle until `stop`). Each side only
+/// touches the groups it created, so there are no conflicts and the outcome is exact.
+/// Returns what both sides must end up holding.
+fn write_until(
+    deployment: &Deployment,
+    stop: &AtomicBool,
+    seed: u64,
+    max_changes: Option<usize>,
+) -> (Expected, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut erp = deployment.db(Which::Erp);
     let mut crm = deployment.db(Which::Crm);
@@ -462,6 +470,10 @@ fn write_until(deployment: &Deployment, stop: &AtomicBool, seed: u64) -> (Expect
     let mut created = [0usize; 2];
     let mut changes = 0;
     while !stop.load(Ordering::Relaxed) {
+        if max_changes.is_some_and(|max| changes >= max) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         let side = if rng.random_bool(0.5) {
             Which::Erp
         } else {
@@ -589,9 +601,30 @@ fn seed() -> u64 {
         })
 }
 
+/// The short variant of the soak below, run in CI: three kills, at most 1,500 row
+/// changes, a new random schedule each run (the seed is printed; `KILL9_SEED` repeats
+/// it).
 #[test]
-#[ignore = "random kill schedule, kept out of CI so it cannot flake a run: with state-based sync it passed 15 of 17 soak runs; the 2 failures came under a load average of 15 and did not recur with their seeds (cause not yet known); the deterministic crash-window tests below run in CI; run with --include-ignored"]
 fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
+    live_sync_under_kills(|_| 3, Some(1_500));
+}
+
+/// The soak: 5 to 8 kills (`KILL9_KILLS` sets the number) while the writer goes on
+/// until the last one.
+#[test]
+#[ignore = "a soak, to run many times in a row (under CPU load, with KILL9_KILLS=15 for more kills): `for i in $(seq 20); do cargo test -p dualwrite --test kill9 -- --ignored kill_9_soak || break; done`; CI runs its short variant and the deterministic crash-window tests"]
+fn kill_9_soak_during_live_sync_then_restart_loses_and_doubles_nothing() {
+    live_sync_under_kills(
+        |rng| kills().unwrap_or_else(|| rng.random_range(5..=8)),
+        None,
+    );
+}
+
+/// Live sync with the writer editing both sides while the child is killed `kills` times
+/// (drawn from the seeded generator), the writer stopping after `max_changes` row
+/// changes if given; then one more start must bring both sides to exactly what was
+/// written, with no conflict (see the module doc).
+fn live_sync_under_kills(kills: impl FnOnce(&mut StdRng) -> usize, max_changes: Option<usize>) {
     let seed = seed();
     eprintln!("seed {seed} (KILL9_SEED={seed} repeats the kill schedule and the edits)");
     let mut rng = StdRng::seed_from_u64(seed);
@@ -607,8 +640,8 @@ fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer_seed: u64 = rng.random();
     let (expected, changes) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_until(&deployment, &stop, writer_seed));
-        let kills = kills().unwrap_or_else(|| rng.random_range(5..=8));
+        let writer = scope.spawn(|| write_until(&deployment, &stop, writer_seed, max_changes));
+        let kills = kills(&mut rng);
         for kill in 0..kills {
             std::thread::sleep(Duration::from_millis(rng.random_range(20..=400)));
             let moment = match rng.random_range(0..3) {
@@ -701,6 +734,13 @@ fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
             "{side:?} change log after the stop"
         );
     }
+    // Each side edits only its own rows: a conflict can only be a row the engine wrote
+    // taken for an edit.
+    assert_eq!(
+        conflicts(&deployment),
+        Vec::<String>::new(),
+        "conflicts recorded where no row was edited on both sides (seed {seed})"
+    );
     eprintln!("done in {:?}", started.elapsed());
 }
 
