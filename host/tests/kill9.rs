@@ -95,7 +95,9 @@ impl Which {
 }
 
 /// The test's folder: both databases, the config, the state, the code cache and the
-/// children's logs. Kept (and its path printed) when the test fails, for a post-mortem.
+/// children's logs. Kept (and its path printed) when the test fails, for a post-mortem,
+/// or always with `KILL9_KEEP` set (with `DUALWRITE_LOG=dualwrite=info`, the children's
+/// logs then show, for example, the writes they settled at start).
 struct Deployment {
     dir: tempfile::TempDir,
     starts: AtomicUsize,
@@ -103,7 +105,7 @@ struct Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("KILL9_KEEP").is_some() {
             self.dir.disable_cleanup(true);
             eprintln!(
                 "the test's folder (databases, state, children's logs) is kept: {}",
