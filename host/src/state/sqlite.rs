@@ -905,13 +905,24 @@ fn apply_batch(
                     at,
                 ])
                 .during(OPERATION)?;
-                // A pending link of either key is older than this link: settled.
-                tx.prepare_cached(
-                    "DELETE FROM pending_links WHERE map_id = ?1 AND (erp_key = ?2 OR crm_key = ?3)",
-                )
-                .during(OPERATION)?
-                .execute(rusqlite::params![map_id, erp_key, crm_key])
-                .during(OPERATION)?;
+                // A pending link of either key is older than this link: settled. One
+                // statement per key, so each uses its index (with an OR, SQLite uses
+                // one index on `map_id` alone and reads every pending link of the map).
+                for (sql, key) in [
+                    (
+                        "DELETE FROM pending_links WHERE map_id = ?1 AND erp_key = ?2",
+                        &erp_key,
+                    ),
+                    (
+                        "DELETE FROM pending_links WHERE map_id = ?1 AND crm_key = ?2",
+                        &crm_key,
+                    ),
+                ] {
+                    tx.prepare_cached(sql)
+                        .during(OPERATION)?
+                        .execute(rusqlite::params![map_id, key])
+                        .during(OPERATION)?;
+                }
             }
             LinkChange::Delete(delete) => {
                 const OPERATION: &str = "deleting a link";
