@@ -32,8 +32,8 @@
 //!   change is delivered again after the restart, and later edits of the same row must
 //!   still reach the other side.
 //! - `edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_conflicts`:
-//!   the same window, then the source side updates, updates and deletes the rows of
-//!   that batch before the restart. The rows the killed child wrote must not pass for
+//!   the same window, then the source side updates, updates, deletes and creates again
+//!   the rows of that batch before the restart. The rows the killed child wrote must not pass for
 //!   edits made on the target (the soak's failures before pending links: the CRM's
 //!   edits were undone by the ERP, which wins conflicts).
 //! - `kill_9_during_the_initial_sync_then_restart_merges_everything_once`: 10,500 ERP
@@ -820,11 +820,12 @@ fn a_kill_between_a_write_and_its_checkpoint_loses_nothing() {
 
 /// A kill between a batch's writes and the state commit that records their links, then
 /// edits on the source side before the engine is back: the row updated again, a row
-/// created in that batch updated, a row updated in it deleted. The target then holds
-/// rows the engine wrote but no link describes; they must not pass for edits made on
-/// the target (a conflict, which the ERP wins), or the CRM side's later edits are
-/// overwritten with the values they replaced. Each direction in turn; nothing may be
-/// counted as a conflict.
+/// created in that batch updated, a row updated in it deleted, a row deleted in it
+/// created again. The target then holds rows the engine wrote (or lacks a row it
+/// deleted) that no link describes; they must not pass for edits made on the target (a
+/// conflict, which the ERP wins), or the CRM side's later edits are overwritten with
+/// the values they replaced. Each direction in turn; nothing may be counted as a
+/// conflict.
 #[test]
 fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_conflicts() {
     let deployment = Deployment::new();
@@ -836,20 +837,24 @@ fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_confl
             Which::Erp => "G-E",
             Which::Crm => "G-C",
         };
-        let [updated, created, deleted] = ["1", "2", "3"].map(|n| format!("{prefix}-{n}"));
-        insert(&db, source, &updated, "one", true);
-        insert(&db, source, &deleted, "one", true);
+        let [updated, created, deleted, recreated] =
+            ["1", "2", "3", "4"].map(|n| format!("{prefix}-{n}"));
+        for id in [&updated, &deleted, &recreated] {
+            insert(&db, source, id, "one", true);
+        }
         wait_until(&mut running, Duration::from_secs(30), "first sync", || {
-            deployment.group(target, &updated) == group("one", true)
-                && deployment.group(target, &deleted) == group("one", true)
+            [&updated, &deleted, &recreated]
+                .iter()
+                .all(|id| deployment.group(target, id) == group("one", true))
         });
 
-        // One transaction, so the child reads the three changes in one batch.
+        // One transaction, so the child reads the four changes in one batch.
         let lock = hold_after_write(&deployment, &mut running, target, || {
             db.execute_batch("BEGIN").expect("begin");
             update(&db, source, &updated, "two", false);
             insert(&db, source, &created, "two", false);
             update(&db, source, &deleted, "two", false);
+            delete(&db, source, &recreated);
             db.execute_batch("COMMIT").expect("commit");
         });
         wait_until(
@@ -860,6 +865,7 @@ fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_confl
                 [&updated, &created, &deleted]
                     .iter()
                     .all(|id| deployment.group(target, id) == group("two", false))
+                    && deployment.group(target, &recreated).is_none()
             },
         );
         running.kill9();
@@ -868,11 +874,18 @@ fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_confl
         update(&db, source, &updated, "three", true);
         update(&db, source, &created, "three", true);
         delete(&db, source, &deleted);
+        insert(&db, source, &recreated, "three", true);
         running = deployment.start();
 
-        let outcome =
-            |side: Which| [&updated, &created, &deleted].map(|id| deployment.group(side, id));
-        let want = [group("three", true), group("three", true), None];
+        let outcome = |side: Which| {
+            [&updated, &created, &deleted, &recreated].map(|id| deployment.group(side, id))
+        };
+        let want = [
+            group("three", true),
+            group("three", true),
+            None,
+            group("three", true),
+        ];
         let started = Instant::now();
         while !(outcome(source) == want && outcome(target) == want) {
             running.assert_alive("after the restart");
@@ -910,9 +923,11 @@ fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_confl
             ("G-C-1", group("three", true)),
             ("G-C-2", group("three", true)),
             ("G-C-3", None),
+            ("G-C-4", group("three", true)),
             ("G-E-1", group("three", true)),
             ("G-E-2", group("three", true)),
             ("G-E-3", None),
+            ("G-E-4", group("three", true)),
         ] {
             assert_eq!(
                 deployment.group(side, id),
