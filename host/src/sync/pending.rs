@@ -45,7 +45,7 @@ impl Engine {
             let PendingLink {
                 target,
                 written,
-                link,
+                mut link,
             } = pending;
             let Some(map) = self.maps.iter().find(|map| map.plan.name == link.map) else {
                 continue;
@@ -82,6 +82,19 @@ impl Engine {
             };
             if happened {
                 decided.insert((link.map.clone(), target, key_id(&target_key)));
+                // The link records what the row holds for the written fields (the same
+                // values, unless the store keeps them in another form).
+                if let (Some(written), Some(row)) = (&written, &row) {
+                    let image = match target {
+                        Side::Erp => &mut link.erp_image,
+                        Side::Crm => &mut link.crm_image,
+                    };
+                    for name in written.keys() {
+                        if let Some(value) = row.get(name) {
+                            image.insert(name.clone(), value.clone());
+                        }
+                    }
+                }
                 adopted.push(match written {
                     Some(_) => LinkChange::Upsert(link),
                     None => LinkChange::Delete(LinkDelete {
