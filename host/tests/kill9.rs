@@ -10,23 +10,32 @@
 //! Edits start once the child has installed capture (no initial sync here, except in
 //! the last test).
 //!
-//! - `kill_9_during_live_sync_then_restart_loses_and_doubles_nothing`: a writer thread
-//!   edits both sides (inserts, updates mostly of a few hot rows, deletes; up to 8 rows
-//!   per transaction) while the child is killed with SIGKILL 5 to 8 times, 20 to 400 ms
-//!   apart, and started again. A kill lands anywhere, or while the test holds the
-//!   write lock of the state store (the child then sits between a batch written to one
-//!   side and the checkpoint that records it) or of a side (the child sits in an apply
-//!   or in the acknowledgement after a checkpoint). Then the writer stops, the child
-//!   starts once more, and the test waits (60 s at most: running out is a failure, not
-//!   a timing assertion) until both sides hold exactly what the writer left: every row
-//!   written on either side exists once on the other with its last values, every
-//!   deleted row is gone from both, and the change logs (`_dualwrite_changes`) are
-//!   empty. A SIGINT then stops the child cleanly (exit status 0). `KILL9_SEED` repeats
-//!   a run's kill schedule and edits (not its exact interleaving); `KILL9_KILLS` sets
-//!   the number of kills for a longer soak.
-//! - `a_kill_between_a_write_and_its_checkpoint_loses_nothing`: the same crash window,
-//!   hit on purpose in each direction; the change is delivered again after the restart,
-//!   and later edits of the same row must still reach the other side.
+//! - `kill_9_soak_during_live_sync_then_restart_loses_and_doubles_nothing`: a writer
+//!   thread edits both sides (inserts, updates mostly of a few hot rows, deletes; up to
+//!   8 rows per transaction) while the child is killed with SIGKILL 5 to 8 times, 20 to
+//!   400 ms apart, and started again. A kill lands anywhere, or while the test holds the
+//!   write lock of the state store (the child then waits at its next state commit: the
+//!   pending links saved before a batch's write, or the commit after the write that
+//!   records it) or of a side (the child sits in an apply or in the acknowledgement
+//!   after a checkpoint). Then the writer stops, the child starts once more, and the
+//!   test waits (60 s at most: running out is a failure, not a timing assertion) until
+//!   both sides hold exactly what the writer left: every row written on either side
+//!   exists once on the other with its last values, every deleted row is gone from
+//!   both, and the change logs (`_dualwrite_changes`) are empty. A SIGINT then stops the
+//!   child cleanly (exit status 0), and no conflict may have been recorded.
+//!   `KILL9_SEED` repeats a run's kill schedule and edits (not its exact interleaving);
+//!   `KILL9_KILLS` sets the number of kills. Ignored (a soak is run many times in a
+//!   row; see its reason); `kill_9_during_live_sync_then_restart_loses_and_doubles_nothing`
+//!   is its short variant for CI: 3 kills, at most 1,500 row changes.
+//! - `a_kill_between_a_write_and_its_checkpoint_loses_nothing`: the window between a
+//!   write and the state commit that records it, hit on purpose in each direction; the
+//!   change is delivered again after the restart, and later edits of the same row must
+//!   still reach the other side.
+//! - `edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_conflicts`:
+//!   the same window, then the source side updates, updates, deletes and creates again
+//!   the rows of that batch before the restart. The rows the killed child wrote must not pass for
+//!   edits made on the target (the soak's failures before pending links: the CRM's
+//!   edits were undone by the ERP, which wins conflicts).
 //! - `kill_9_during_the_initial_sync_then_restart_merges_everything_once`: 10,500 ERP
 //!   and 1,500 CRM groups, 500 of them on both sides with other values; the test begins
 //!   the initial sync, then the child (which continues an interrupted initial sync at
@@ -86,10 +95,24 @@ impl Which {
 }
 
 /// The test's folder: both databases, the config, the state, the code cache and the
-/// children's logs.
+/// children's logs. Kept (and its path printed) when the test fails, for a post-mortem,
+/// or always with `KILL9_KEEP` set (with `DUALWRITE_LOG=dualwrite=info`, the children's
+/// logs then show, for example, the writes they settled at start).
 struct Deployment {
     dir: tempfile::TempDir,
     starts: AtomicUsize,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("KILL9_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "the test's folder (databases, state, children's logs) is kept: {}",
+                self.dir.path().display()
+            );
+        }
+    }
 }
 
 impl Deployment {
@@ -432,10 +455,16 @@ fn differences(expected: &Expected, actual: &BTreeMap<String, (Group, usize)>) -
     lines
 }
 
-/// The applications: random creates, updates and deletes on both sides until `stop`.
-/// Each side only touches the groups it created, so there are no conflicts and the
-/// outcome is exact. Returns what both sides must end up holding.
-fn write_until(deployment: &Deployment, stop: &AtomicBool, seed: u64) -> (Expected, usize) {
+/// The applications: random creates, updates and deletes on both sides until `stop`
+/// (or until about `max_changes` row changes, then idle until `stop`). Each side only
+/// touches the groups it created, so there are no conflicts and the outcome is exact.
+/// Returns what both sides must end up holding.
+fn write_until(
+    deployment: &Deployment,
+    stop: &AtomicBool,
+    seed: u64,
+    max_changes: Option<usize>,
+) -> (Expected, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut erp = deployment.db(Which::Erp);
     let mut crm = deployment.db(Which::Crm);
@@ -443,6 +472,10 @@ fn write_until(deployment: &Deployment, stop: &AtomicBool, seed: u64) -> (Expect
     let mut created = [0usize; 2];
     let mut changes = 0;
     while !stop.load(Ordering::Relaxed) {
+        if max_changes.is_some_and(|max| changes >= max) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         let side = if rng.random_bool(0.5) {
             Which::Erp
         } else {
@@ -570,9 +603,30 @@ fn seed() -> u64 {
         })
 }
 
+/// The short variant of the soak below, run in CI: three kills, at most 1,500 row
+/// changes, a new random schedule each run (the seed is printed; `KILL9_SEED` repeats
+/// it).
 #[test]
-#[ignore = "random kill schedule, kept out of CI so it cannot flake a run: with state-based sync it passed 15 of 17 soak runs; the 2 failures came under a load average of 15 and did not recur with their seeds (cause not yet known); the deterministic crash-window tests below run in CI; run with --include-ignored"]
 fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
+    live_sync_under_kills(|_| 3, Some(1_500));
+}
+
+/// The soak: 5 to 8 kills (`KILL9_KILLS` sets the number) while the writer goes on
+/// until the last one.
+#[test]
+#[ignore = "a soak, to run many times in a row (under CPU load, with KILL9_KILLS=15 for more kills): `for i in $(seq 20); do cargo test -p dualwrite --test kill9 -- --ignored kill_9_soak || break; done`; CI runs its short variant and the deterministic crash-window tests"]
+fn kill_9_soak_during_live_sync_then_restart_loses_and_doubles_nothing() {
+    live_sync_under_kills(
+        |rng| kills().unwrap_or_else(|| rng.random_range(5..=8)),
+        None,
+    );
+}
+
+/// Live sync with the writer editing both sides while the child is killed `kills` times
+/// (drawn from the seeded generator), the writer stopping after `max_changes` row
+/// changes if given; then one more start must bring both sides to exactly what was
+/// written, with no conflict (see the module doc).
+fn live_sync_under_kills(kills: impl FnOnce(&mut StdRng) -> usize, max_changes: Option<usize>) {
     let seed = seed();
     eprintln!("seed {seed} (KILL9_SEED={seed} repeats the kill schedule and the edits)");
     let mut rng = StdRng::seed_from_u64(seed);
@@ -588,8 +642,8 @@ fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer_seed: u64 = rng.random();
     let (expected, changes) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| write_until(&deployment, &stop, writer_seed));
-        let kills = kills().unwrap_or_else(|| rng.random_range(5..=8));
+        let writer = scope.spawn(|| write_until(&deployment, &stop, writer_seed, max_changes));
+        let kills = kills(&mut rng);
         for kill in 0..kills {
             std::thread::sleep(Duration::from_millis(rng.random_range(20..=400)));
             let moment = match rng.random_range(0..3) {
@@ -682,6 +736,13 @@ fn kill_9_during_live_sync_then_restart_loses_and_doubles_nothing() {
             "{side:?} change log after the stop"
         );
     }
+    // Each side edits only its own rows: a conflict can only be a row the engine wrote
+    // taken for an edit.
+    assert_eq!(
+        conflicts(&deployment),
+        Vec::<String>::new(),
+        "conflicts recorded where no row was edited on both sides (seed {seed})"
+    );
     eprintln!("done in {:?}", started.elapsed());
 }
 
@@ -690,9 +751,9 @@ fn group(description: &str, tax: bool) -> Option<Group> {
 }
 
 /// A kill exactly between a batch's write to the other side and the state commit that
-/// records it (the test holds the state store's write lock, waits until the write is
-/// visible, then kills): after the restart the change is delivered again, and the row
-/// must go on syncing both ways, in both directions.
+/// records it (see [`hold_after_write`]; the test waits until the write is visible, then
+/// kills): after the restart the change is delivered again, and the row must go on
+/// syncing both ways, in both directions.
 #[test]
 fn a_kill_between_a_write_and_its_checkpoint_loses_nothing() {
     let deployment = Deployment::new();
@@ -707,8 +768,9 @@ fn a_kill_between_a_write_and_its_checkpoint_loses_nothing() {
     });
 
     for (source, target, id) in [(&crm, Which::Erp, "G-C-0"), (&erp, Which::Crm, "G-E-0")] {
-        let lock = WriteLock::take(&deployment.state_file());
-        update(source, target.other(), id, "two", false);
+        let lock = hold_after_write(&deployment, &mut running, target, || {
+            update(source, target.other(), id, "two", false)
+        });
         // Visible on the other side: written, and blocked on the checkpoint.
         wait_until(
             &mut running,
@@ -754,6 +816,174 @@ fn a_kill_between_a_write_and_its_checkpoint_loses_nothing() {
     }
     let status = running.interrupt();
     assert!(status.success(), "{status}");
+}
+
+/// A kill between a batch's writes and the state commit that records their links, then
+/// edits on the source side before the engine is back: the row updated again, a row
+/// created in that batch updated, a row updated in it deleted, a row deleted in it
+/// created again. The target then holds rows the engine wrote (or lacks a row it
+/// deleted) that no link describes; they must not pass for edits made on the target (a
+/// conflict, which the ERP wins), or the CRM side's later edits are overwritten with
+/// the values they replaced. Each direction in turn; nothing may be counted as a
+/// conflict.
+#[test]
+fn edits_after_a_kill_between_a_write_and_its_checkpoint_are_not_taken_for_conflicts() {
+    let deployment = Deployment::new();
+    let mut running = deployment.start_installed();
+    for source in [Which::Crm, Which::Erp] {
+        let target = source.other();
+        let db = deployment.db(source);
+        let prefix = match source {
+            Which::Erp => "G-E",
+            Which::Crm => "G-C",
+        };
+        let [updated, created, deleted, recreated] =
+            ["1", "2", "3", "4"].map(|n| format!("{prefix}-{n}"));
+        for id in [&updated, &deleted, &recreated] {
+            insert(&db, source, id, "one", true);
+        }
+        wait_until(&mut running, Duration::from_secs(30), "first sync", || {
+            [&updated, &deleted, &recreated]
+                .iter()
+                .all(|id| deployment.group(target, id) == group("one", true))
+        });
+
+        // One transaction, so the child reads the four changes in one batch.
+        let lock = hold_after_write(&deployment, &mut running, target, || {
+            db.execute_batch("BEGIN").expect("begin");
+            update(&db, source, &updated, "two", false);
+            insert(&db, source, &created, "two", false);
+            update(&db, source, &deleted, "two", false);
+            delete(&db, source, &recreated);
+            db.execute_batch("COMMIT").expect("commit");
+        });
+        wait_until(
+            &mut running,
+            Duration::from_secs(4),
+            &format!("the batch applied to {target:?} while its state commit waits"),
+            || {
+                [&updated, &created, &deleted]
+                    .iter()
+                    .all(|id| deployment.group(target, id) == group("two", false))
+                    && deployment.group(target, &recreated).is_none()
+            },
+        );
+        running.kill9();
+        drop(lock);
+        // The application goes on before the engine is back.
+        update(&db, source, &updated, "three", true);
+        update(&db, source, &created, "three", true);
+        delete(&db, source, &deleted);
+        insert(&db, source, &recreated, "three", true);
+        running = deployment.start();
+
+        let outcome = |side: Which| {
+            [&updated, &created, &deleted, &recreated].map(|id| deployment.group(side, id))
+        };
+        let want = [
+            group("three", true),
+            group("three", true),
+            None,
+            group("three", true),
+        ];
+        let started = Instant::now();
+        while !(outcome(source) == want && outcome(target) == want) {
+            running.assert_alive("after the restart");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{source:?}'s edits made before the restart did not reach {target:?} within \
+                 30 s (or were undone): expected {want:?} on both sides, {source:?} holds {:?}, \
+                 {target:?} holds {:?}",
+                outcome(source),
+                outcome(target)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        wait_until(
+            &mut running,
+            Duration::from_secs(30),
+            "both change logs purged",
+            || {
+                change_log_len(&deployment, Which::Erp) == 0
+                    && change_log_len(&deployment, Which::Crm) == 0
+            },
+        );
+        assert_eq!(
+            conflicts(&deployment),
+            Vec::<String>::new(),
+            "conflicts recorded, with no edit on the {target:?} side"
+        );
+    }
+    let log = running.log.clone();
+    let status = running.interrupt();
+    assert!(status.success(), "{status}; output:\n{}", read_log(&log));
+    // Still so after the clean stop: no fresh look queued after the check undid an edit.
+    for side in [Which::Erp, Which::Crm] {
+        for (id, want) in [
+            ("G-C-1", group("three", true)),
+            ("G-C-2", group("three", true)),
+            ("G-C-3", None),
+            ("G-C-4", group("three", true)),
+            ("G-E-1", group("three", true)),
+            ("G-E-2", group("three", true)),
+            ("G-E-3", None),
+            ("G-E-4", group("three", true)),
+        ] {
+            assert_eq!(
+                deployment.group(side, id),
+                want,
+                "{id} on {side:?} after the stop"
+            );
+        }
+    }
+}
+
+/// Runs `edit` (a commit on the side other than `target`) and makes the child stop
+/// between the batch's write to `target` and the state commit that records it; returns
+/// the state store's write lock, which keeps it there. The child saves the batch's
+/// pending links before it writes, so holding the state lock from the start would stop
+/// it before the write: the test holds `target`'s write lock until the pending links
+/// are saved (the child then waits for the target), takes the state lock, and lets the
+/// write through.
+fn hold_after_write(
+    deployment: &Deployment,
+    running: &mut Running,
+    target: Which,
+    edit: impl FnOnce(),
+) -> WriteLock {
+    let target_lock = WriteLock::take(&deployment.path(file_of(target)));
+    edit();
+    wait_until(
+        running,
+        Duration::from_secs(4),
+        &format!("the pending links of the write to {target:?} saved"),
+        || pending_links(deployment) > 0,
+    );
+    let lock = WriteLock::take(&deployment.state_file());
+    drop(target_lock);
+    lock
+}
+
+/// How many pending links (writes not yet recorded) the state store holds.
+fn pending_links(deployment: &Deployment) -> i64 {
+    let db = Connection::open(deployment.state_file()).expect("open the state store");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    db.query_row("SELECT count(*) FROM pending_links", [], |row| row.get(0))
+        .expect("pending links")
+}
+
+/// The messages of the conflicts in the activity log.
+fn conflicts(deployment: &Deployment) -> Vec<String> {
+    let db = Connection::open(deployment.state_file()).expect("open the state store");
+    db.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    let mut statement = db
+        .prepare("SELECT coalesce(erp_key, crm_key) || ': ' || message FROM activity WHERE kind = 'conflict' ORDER BY id")
+        .expect("prepare");
+    statement
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<Vec<String>, _>>()
+        .expect("conflicts")
 }
 
 /// A kill after the state commit but before the side's change log is acknowledged

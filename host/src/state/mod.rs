@@ -11,7 +11,10 @@
 //! paused maps, errors, activity entries, state transitions, initial sync progress. One
 //! batch is one transaction, so after a crash either all of it happened or none did; the
 //! engine then reads its side again from the old checkpoint and re-applies, which is
-//! harmless because writes are idempotent upserts by key. A position may be acknowledged
+//! harmless because writes are idempotent upserts by key. A write to a side and the
+//! commit that records its link cannot be one transaction, so the link each write will
+//! make true is saved before the write ([`PendingLink`]) and settled by that commit; one
+//! left over after a crash is checked against the row. A position may be acknowledged
 //! to its source only once the `commit` that saved it has returned. The store records
 //! the audit trail of its own state changes itself (transitions, errors added, retried
 //! and resolved) as activity entries.
@@ -47,8 +50,8 @@ pub use types::{
     Checkpoint, CommitReceipt, ConflictImages, ErrorEntry, ErrorQuery, ErrorResolution, ErrorRetry,
     Image, ImageHash, InitialSyncProgress, InitialSyncStep, Key, Link, LinkChange, LinkDelete,
     LinkUpsert, MapEntities, MapMode, MapState, MapStatus, MapTransition, NewError,
-    OperationsSetting, Position, QueueRemoval, QueuedChange, RecordingQuery, Resolution,
-    ResolutionKind, SideProgress, StoredChange, Transition,
+    OperationsSetting, PendingLink, Position, QueueRemoval, QueuedChange, RecordingQuery,
+    Resolution, ResolutionKind, SideProgress, StoredChange, Transition,
 };
 
 use crate::change::{Side, Value};
@@ -101,6 +104,9 @@ pub trait StateStore: Send + Sync {
     /// this returns `Ok`, the batch survives a crash of the process (and, with
     /// [`Durability::Full`], of the machine).
     fn commit(&self, batch: &BatchCommit) -> Result<CommitReceipt, StateError>;
+
+    /// Every pending link not settled yet (see [`PendingLink`]), by id, oldest first.
+    fn pending_links(&self) -> Result<Vec<(u64, PendingLink)>, StateError>;
 
     /// Up to `limit` of `map`'s queued changes with sequence numbers above `after`, in
     /// order.

@@ -23,7 +23,7 @@ pub(super) const APPLICATION_ID: i64 = 0x6477_7374;
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &[V1, V2, MAP_CONFIGS, PLUGIN_ARCHIVE];
+const MIGRATIONS: &[&str] = &[V1, V2, MAP_CONFIGS, PLUGIN_ARCHIVE, PENDING_LINKS];
 
 /// Version 1: maps and their transitions, checkpoints, links, queues, errors, activity,
 /// initial sync progress.
@@ -249,6 +249,26 @@ CREATE TABLE plugin_archive (
     archived_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX recorded_changes_map_id ON recorded_changes (map_id, id);
+"#;
+
+/// Writes about to be made and the links they make true (`PendingLink`), saved before
+/// the write and deleted by the commit that records its link; `written` is NULL for a
+/// delete of the row. Indexed by both keys, as a link change settles its keys' rows.
+const PENDING_LINKS: &str = r#"
+CREATE TABLE pending_links (
+    id              INTEGER PRIMARY KEY,
+    map_id          INTEGER NOT NULL REFERENCES maps (id),
+    target          TEXT NOT NULL,
+    written         TEXT,
+    erp_key         TEXT NOT NULL,
+    crm_key         TEXT NOT NULL,
+    erp_image       TEXT NOT NULL,
+    crm_image       TEXT NOT NULL,
+    plugin_version  TEXT NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX pending_links_erp_key ON pending_links (map_id, erp_key);
+CREATE INDEX pending_links_crm_key ON pending_links (map_id, crm_key);
 "#;
 
 /// Checks the file is a state store (or empty) and brings its schema up to date.

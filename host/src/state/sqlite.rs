@@ -30,9 +30,9 @@ use super::schema;
 use super::types::{
     ActivityEntry, ActivityKind, ActivityQuery, ActivityRecord, BatchCommit, CapturedRecord,
     Checkpoint, CommitReceipt, ErrorEntry, ErrorQuery, Image, ImageHash, InitialSyncProgress, Key,
-    Link, LinkChange, MapEntities, MapMode, MapState, MapStatus, OperationsSetting, Position,
-    QueuedChange, RecordingQuery, Resolution, ResolutionKind, SideProgress, StoredChange,
-    Transition,
+    Link, LinkChange, LinkUpsert, MapEntities, MapMode, MapState, MapStatus, OperationsSetting,
+    PendingLink, Position, QueuedChange, RecordingQuery, Resolution, ResolutionKind, SideProgress,
+    StoredChange, Transition,
 };
 use crate::change::{ChangeOp, ErrorClass, Side, SyncError, TrapReason, Value};
 
@@ -905,21 +905,87 @@ fn apply_batch(
                     at,
                 ])
                 .during(OPERATION)?;
+                // A pending link of either key is older than this link: settled. One
+                // statement per key, so each uses its index (with an OR, SQLite uses
+                // one index on `map_id` alone and reads every pending link of the map).
+                for (sql, key) in [
+                    (
+                        "DELETE FROM pending_links WHERE map_id = ?1 AND erp_key = ?2",
+                        &erp_key,
+                    ),
+                    (
+                        "DELETE FROM pending_links WHERE map_id = ?1 AND crm_key = ?2",
+                        &crm_key,
+                    ),
+                ] {
+                    tx.prepare_cached(sql)
+                        .during(OPERATION)?
+                        .execute(rusqlite::params![map_id, key])
+                        .during(OPERATION)?;
+                }
             }
             LinkChange::Delete(delete) => {
                 const OPERATION: &str = "deleting a link";
                 let map_id = maps.id(&delete.map)?;
                 let key = key_param(&delete.key, || format!("link key of map {}", delete.map))?;
-                let sql = match delete.side {
-                    Side::Erp => "DELETE FROM links WHERE map_id = ?1 AND erp_key = ?2",
-                    Side::Crm => "DELETE FROM links WHERE map_id = ?1 AND crm_key = ?2",
+                let sqls = match delete.side {
+                    Side::Erp => [
+                        "DELETE FROM links WHERE map_id = ?1 AND erp_key = ?2",
+                        "DELETE FROM pending_links WHERE map_id = ?1 AND erp_key = ?2",
+                    ],
+                    Side::Crm => [
+                        "DELETE FROM links WHERE map_id = ?1 AND crm_key = ?2",
+                        "DELETE FROM pending_links WHERE map_id = ?1 AND crm_key = ?2",
+                    ],
                 };
-                tx.prepare_cached(sql)
-                    .during(OPERATION)?
-                    .execute(rusqlite::params![map_id, key])
-                    .during(OPERATION)?;
+                for sql in sqls {
+                    tx.prepare_cached(sql)
+                        .during(OPERATION)?
+                        .execute(rusqlite::params![map_id, key])
+                        .during(OPERATION)?;
+                }
             }
         }
+    }
+
+    for id in &batch.settled {
+        const OPERATION: &str = "settling a pending link";
+        tx.prepare_cached("DELETE FROM pending_links WHERE id = ?1")
+            .during(OPERATION)?
+            .execute([sql_u64(*id)])
+            .during(OPERATION)?;
+    }
+    for pending in &batch.pending {
+        const OPERATION: &str = "saving a pending link";
+        let link = &pending.link;
+        let map_id = maps.id(&link.map)?;
+        let what = || format!("pending link of map {}", link.map);
+        let image = |image: &Image, which: &str| {
+            encode_image(image).map_err(invalid(format!("{} ({which})", what())))
+        };
+        let written = pending
+            .written
+            .as_ref()
+            .map(|written| image(written, "written fields"))
+            .transpose()?;
+        tx.prepare_cached(
+            "INSERT INTO pending_links (map_id, target, written, erp_key, crm_key, erp_image, \
+             crm_image, plugin_version, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .during(OPERATION)?
+        .execute(rusqlite::params![
+            map_id,
+            pending.target.as_str(),
+            written,
+            key_param(&link.erp_key, || format!("{} (erp key)", what()))?,
+            key_param(&link.crm_key, || format!("{} (crm key)", what()))?,
+            image(&link.erp_image, "erp image")?,
+            image(&link.crm_image, "crm image")?,
+            link.plugin_version,
+            at,
+        ])
+        .during(OPERATION)?;
+        receipt.pending.push(tx.last_insert_rowid() as u64);
     }
 
     let mut depth_changes: HashMap<i64, i64> = HashMap::new();
@@ -1515,6 +1581,34 @@ impl StateStore for SqliteStateStore {
         }
         tx.commit().during(OPERATION)?;
         Ok(receipt)
+    }
+
+    fn pending_links(&self) -> Result<Vec<(u64, PendingLink)>, StateError> {
+        const OPERATION: &str = "reading pending links";
+        let inner = self.inner();
+        let mut statement = inner
+            .conn
+            .prepare_cached(
+                "SELECT id, map_id, target, written, erp_key, crm_key, erp_image, crm_image, \
+                 plugin_version FROM pending_links ORDER BY id",
+            )
+            .during(OPERATION)?;
+        collect(&mut statement, [], OPERATION, |row| {
+            let r = RowReader::new(row, "pending_links", "id")?;
+            let pending = PendingLink {
+                target: r.named("target", parse_side)?,
+                written: r.parsed_opt("written", decode_image)?,
+                link: LinkUpsert {
+                    map: r.map_name(&inner.maps, "map_id")?,
+                    erp_key: r.parsed("erp_key", decode_key)?,
+                    crm_key: r.parsed("crm_key", decode_key)?,
+                    erp_image: r.parsed("erp_image", decode_image)?,
+                    crm_image: r.parsed("crm_image", decode_image)?,
+                    plugin_version: r.get("plugin_version")?,
+                },
+            };
+            Ok((r.id as u64, pending))
+        })
     }
 
     fn queued(&self, map: &str, after: u64, limit: usize) -> Result<Vec<QueuedChange>, StateError> {

@@ -402,6 +402,70 @@ fn link_upserts_update_in_place_replace_moved_keys_and_delete_by_either_key() {
 }
 
 #[test]
+fn pending_links_are_kept_until_settled_by_id_or_by_a_link_change_of_their_keys() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open_with_map(&dir);
+    let keys = |n: u32| (vec![text(&format!("E{n}"))], vec![text(&format!("C{n}"))]);
+    let pending = |n: u32, target: Side, delete: bool| {
+        let (erp, crm) = keys(n);
+        PendingLink {
+            target,
+            written: (!delete)
+                .then(|| image(&[("name", text("Contoso")), ("n", Value::Integer(n.into()))])),
+            link: upsert(erp, crm),
+        }
+    };
+    let saved: Vec<PendingLink> = vec![
+        pending(1, Side::Crm, false),
+        pending(2, Side::Erp, true),
+        pending(3, Side::Crm, false),
+        pending(4, Side::Erp, false),
+        pending(5, Side::Crm, false),
+    ];
+    let receipt = store
+        .commit(&BatchCommit {
+            pending: saved.clone(),
+            ..BatchCommit::default()
+        })
+        .expect("commit");
+    assert_eq!(receipt.pending.len(), 5);
+    let ids = receipt.pending.clone();
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    // Back as saved, oldest first, and across a reopen (a crash keeps them).
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        store.pending_links().expect("pending"),
+        ids.iter().copied().zip(saved.clone()).collect::<Vec<_>>()
+    );
+
+    // Settled by id; by a link upsert of either key; by a link delete of either key.
+    let (e3, _) = keys(3);
+    let (_, c4) = keys(4);
+    let (_, c5) = keys(5);
+    store
+        .commit(&BatchCommit {
+            settled: vec![ids[0]],
+            links: vec![
+                LinkChange::Upsert(upsert(e3, vec![text("C-other")])),
+                LinkChange::Upsert(upsert(vec![text("E-other")], c4)),
+                LinkChange::Delete(LinkDelete {
+                    map: MAP.to_owned(),
+                    side: Side::Crm,
+                    key: c5,
+                }),
+            ],
+            ..BatchCommit::default()
+        })
+        .expect("commit");
+    assert_eq!(
+        store.pending_links().expect("pending"),
+        vec![(ids[1], saved[1].clone())],
+        "only the delete of E2 is left"
+    );
+}
+
+#[test]
 fn links_page_by_id() {
     let dir = TempDir::new().expect("tempdir");
     let store = open_with_map(&dir);

@@ -146,6 +146,33 @@ pub struct LinkDelete {
     pub key: Key,
 }
 
+/// A write the engine is about to make to one row of a map's `target` side, with the
+/// link the write makes true. Saved before the write ([`BatchCommit::pending`]) and
+/// settled by the commit that records the write's link ([`BatchCommit::settled`]); a
+/// link change of either key settles it too. One left over means the engine stopped
+/// (or lost the target) between the write and that commit: the row on `target` then
+/// tells whether the write happened, so that a row the engine wrote is not taken for an
+/// edit made on that side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingLink {
+    /// The side written.
+    pub target: Side,
+    /// The fields the write sets, key included; `None` when it deletes the row.
+    pub written: Option<Image>,
+    /// The link once the write is done; for a delete, the link it removes.
+    pub link: LinkUpsert,
+}
+
+impl LinkUpsert {
+    /// The key on `side`.
+    pub fn key(&self, side: Side) -> &Key {
+        match side {
+            Side::Erp => &self.erp_key,
+            Side::Crm => &self.crm_key,
+        }
+    }
+}
+
 /// One change to the links, applied in the order given within a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkChange {
@@ -774,7 +801,8 @@ pub struct OperationsSetting {
 /// after a crash either all of it happened or none of it did.
 ///
 /// Within the batch, the store applies transitions, checkpoints, link changes (in their
-/// order), queue removals, queue appends, new errors, error retries, error resolutions,
+/// order; each settles the pending links of its keys), settled and new pending links,
+/// queue removals, queue appends, new errors, error retries, error resolutions,
 /// activity entries, then initial sync resets and steps. It records activity entries
 /// of its own for transitions, new errors, retries and resolutions.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -806,6 +834,11 @@ pub struct BatchCommit {
     pub initial_sync_resets: Vec<String>,
     /// Initial sync progress.
     pub initial_sync: Vec<InitialSyncStep>,
+    /// Writes about to be made, saved before them (see [`PendingLink`]); their ids come
+    /// back in [`CommitReceipt::pending`].
+    pub pending: Vec<PendingLink>,
+    /// Ids of pending links done with: their write's outcome is recorded by this batch.
+    pub settled: Vec<u64>,
 }
 
 impl BatchCommit {
@@ -823,6 +856,8 @@ impl BatchCommit {
             && self.transitions.is_empty()
             && self.initial_sync_resets.is_empty()
             && self.initial_sync.is_empty()
+            && self.pending.is_empty()
+            && self.settled.is_empty()
     }
 }
 
@@ -838,4 +873,6 @@ pub struct CommitReceipt {
     pub links_displaced: u64,
     /// Queued changes removed by `dequeue`.
     pub dequeued: u64,
+    /// The ids of `pending`, in order.
+    pub pending: Vec<u64>,
 }

@@ -27,6 +27,7 @@ mod initial;
 mod inspect;
 mod links;
 mod lookups;
+mod pending;
 mod process;
 mod resolve;
 mod retry;
@@ -370,7 +371,7 @@ impl Engine {
                     .with_context(|| format!("side {}: acknowledging", side.name))?;
             }
         }
-        Ok(Engine {
+        let mut engine = Engine {
             store,
             sides,
             maps,
@@ -380,7 +381,10 @@ impl Engine {
             record_changes: plan.operations.admin.record_changes,
             runtime: runtime.clone(),
             plugins_dir,
-        })
+        };
+        // Writes a crash kept from being recorded, before anything else is written.
+        engine.settle_pending(None)?;
+        Ok(engine)
     }
 
     /// The runtime the engine loads plugins with.
@@ -665,7 +669,9 @@ impl Engine {
                 "side {name} reachable again after {:?}",
                 offline.since.elapsed()
             ),
-        )
+        )?;
+        // A write whose outcome its loss left unknown, before anything else is written.
+        self.settle_pending(Some(side))
     }
 
     fn record_side_state(&mut self, side: &str, offline: bool, cause: &str) -> anyhow::Result<()> {

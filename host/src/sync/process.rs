@@ -43,7 +43,7 @@ use crate::config::{ConflictPolicy, Resolution};
 use crate::plugin::TransformResult;
 use crate::state::{
     ActivityEntry, ActivityKind, BatchCommit, ConflictImages, Image, Key, LinkChange, LinkDelete,
-    LinkUpsert, NewError, StateStore, StoredChange,
+    LinkUpsert, NewError, PendingLink, StateStore, StoredChange,
 };
 
 /// Counters of one map since the engine started.
@@ -167,11 +167,11 @@ fn plugin_row(image: &Image, spec: &EntitySpec) -> Vec<Value> {
 
 /// How each column of a side keeps values, by name: what the engine's comparisons of a
 /// row as the side holds it with a value that travelled go by (see [`Fidelity`]).
-struct Columns(HashMap<String, Fidelity>);
+pub(super) struct Columns(HashMap<String, Fidelity>);
 
 impl Columns {
     /// The fidelity of every column of `schema`.
-    fn of(schema: &TableSchema) -> Columns {
+    pub(super) fn of(schema: &TableSchema) -> Columns {
         Columns(
             schema
                 .columns
@@ -201,7 +201,7 @@ impl Columns {
 
     /// Whether the row `current` differs from `base` on a field `base` holds: the side
     /// changed the row since the last sync.
-    fn changed_since(&self, base: &Image, current: &RowImage) -> bool {
+    pub(super) fn changed_since(&self, base: &Image, current: &RowImage) -> bool {
         base.iter().any(|(name, value)| {
             current
                 .get(name)
@@ -958,6 +958,30 @@ pub(crate) fn process(
     // Apply; a write the target refuses fails its group, and the rest is tried again. A
     // write whose row an application changed since it was read is skipped and its key
     // looked at again (the link is left as it was, so the next look sees both edits).
+    //
+    // First, what each write's link will be once it is done, saved (see `pending.rs`):
+    // the write and the commit that records its link are not one transaction, and a row
+    // the engine wrote but no link describes would pass for an edit made on the target.
+    let saved = pending_links(
+        &map_name,
+        role,
+        &target_endpoint.key,
+        &groups,
+        &pending,
+        &outcomes,
+        &plugin_version,
+    );
+    let pending_ids = if saved.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .commit(&BatchCommit {
+                pending: saved,
+                ..BatchCommit::default()
+            })
+            .map_err(|error| unavailable(format!("saving pending links: {error}")))?
+            .pending
+    };
     let mut owners = Vec::with_capacity(pending.len());
     let mut writes = Vec::with_capacity(pending.len());
     let mut expected = Vec::with_capacity(pending.len());
@@ -1061,9 +1085,12 @@ pub(crate) fn process(
                 }
                 writes.clear();
             }
+            // The write's outcome is unknown: its pending links stay, to be settled
+            // against the target when it is back.
             Err(other) => return Err(other),
         }
     }
+    commit.settled.extend(pending_ids);
     map.counters.written(target_role, written);
 
     // One activity entry per key group that neither failed nor conflicted, in order.
@@ -1090,24 +1117,12 @@ pub(crate) fn process(
     for (group, outcome) in groups.iter().zip(outcomes) {
         match outcome {
             LinkOutcome::Unchanged => {}
-            LinkOutcome::Set(view) => commit.links.push(LinkChange::Upsert(match role {
-                Side::Erp => LinkUpsert {
-                    map: map_name.clone(),
-                    erp_key: view.source_key,
-                    crm_key: view.target_key,
-                    erp_image: view.source_image,
-                    crm_image: view.target_image,
-                    plugin_version: plugin_version.clone(),
-                },
-                Side::Crm => LinkUpsert {
-                    map: map_name.clone(),
-                    erp_key: view.target_key,
-                    crm_key: view.source_key,
-                    erp_image: view.target_image,
-                    crm_image: view.source_image,
-                    plugin_version: plugin_version.clone(),
-                },
-            })),
+            LinkOutcome::Set(view) => commit.links.push(LinkChange::Upsert(link_upsert(
+                &map_name,
+                role,
+                view,
+                &plugin_version,
+            ))),
             LinkOutcome::Removed => commit.links.push(LinkChange::Delete(LinkDelete {
                 map: map_name.clone(),
                 side: role,
@@ -1116,6 +1131,81 @@ pub(crate) fn process(
         }
     }
     Ok(written)
+}
+
+/// The link a [`LinkView`] of a batch from `role` stands for.
+fn link_upsert(map: &str, role: Side, view: LinkView, plugin_version: &str) -> LinkUpsert {
+    let (erp_key, crm_key, erp_image, crm_image) = match role {
+        Side::Erp => (
+            view.source_key,
+            view.target_key,
+            view.source_image,
+            view.target_image,
+        ),
+        Side::Crm => (
+            view.target_key,
+            view.source_key,
+            view.target_image,
+            view.source_image,
+        ),
+    };
+    LinkUpsert {
+        map: map.to_owned(),
+        erp_key,
+        crm_key,
+        erp_image,
+        crm_image,
+        plugin_version: plugin_version.to_owned(),
+    }
+}
+
+/// What the batch's writes will make of their links, one per key group that writes:
+/// its last write to the row its link ends on, with the fields that write sets (a
+/// delete: the link goes).
+fn pending_links(
+    map: &str,
+    role: Side,
+    target_key_columns: &[String],
+    groups: &[KeyGroup],
+    pending: &[PendingWrite],
+    outcomes: &[LinkOutcome],
+    plugin_version: &str,
+) -> Vec<PendingLink> {
+    let mut by_group: HashMap<usize, PendingLink> = HashMap::new();
+    for write in pending {
+        let Some(target_key) = key_of(&write.write.key, target_key_columns) else {
+            continue;
+        };
+        let saved = match (&outcomes[write.group], write.write.op) {
+            (LinkOutcome::Set(view), WriteOp::Upsert) if view.target_key == target_key => {
+                let mut written = write.write.key.clone();
+                written.extend(write.write.fields.clone());
+                PendingLink {
+                    target: role.other(),
+                    written: Some(written),
+                    link: link_upsert(map, role, view.clone(), plugin_version),
+                }
+            }
+            (LinkOutcome::Removed, WriteOp::Delete) => {
+                let view = LinkView {
+                    source_key: groups[write.group].key.clone(),
+                    target_key,
+                    source_image: Image::new(),
+                    target_image: Image::new(),
+                };
+                PendingLink {
+                    target: role.other(),
+                    written: None,
+                    link: link_upsert(map, role, view, plugin_version),
+                }
+            }
+            _ => continue,
+        };
+        by_group.insert(write.group, saved);
+    }
+    let mut saved: Vec<(usize, PendingLink)> = by_group.into_iter().collect();
+    saved.sort_by_key(|(group, _)| *group);
+    saved.into_iter().map(|(_, link)| link).collect()
 }
 
 /// Queues a fresh look at `key` of `role`'s entity (a change of nothing, so the row as

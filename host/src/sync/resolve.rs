@@ -168,6 +168,7 @@ impl Engine {
             });
         }
         commit.links.append(&mut attempt.links);
+        commit.settled.append(&mut attempt.settled);
         commit.activity.append(&mut attempt.activity);
         self.commit(&commit)?;
         Ok(synced)

@@ -117,6 +117,7 @@ impl Engine {
             }
         }
         commit.links.append(&mut attempt.links);
+        commit.settled.append(&mut attempt.settled);
         commit.enqueue.append(&mut attempt.enqueue);
         commit.activity.append(&mut attempt.activity);
         self.commit(&commit)?;
